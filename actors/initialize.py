@@ -1,0 +1,45 @@
+"""Initializes a course: creates its starting modules and marks it initialized."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import dramatiq
+import peewee
+
+from db.connection import database
+from db.models import Course, CourseModule
+from middleware import report_progress
+
+MODULES = ("Introduction", "Foundations", "Guided practice", "Project", "Assessment")
+
+
+class CourseMissing(Exception):
+    """The course was deleted after the job was sent; retrying would not bring it back."""
+
+
+def validate(course_id: str) -> None:
+    try:
+        UUID(course_id)
+    except ValueError:
+        raise ValueError(f"course_id must be a UUID, not {course_id!r}") from None
+
+
+@dramatiq.actor(validate=validate, throws=(CourseMissing,))
+def initialize(course_id: str) -> dict:
+    # One transaction: a retry after a failure half-way starts from a clean course, and a
+    # redelivery after success finds it initialized and does nothing.
+    with database.atomic():
+        course = Course.select().where(Course.id == course_id).for_update().get_or_none()
+        if course is None:
+            raise CourseMissing(f"course {course_id} does not exist")
+        if course.status == "initialized":
+            count = CourseModule.select().where(CourseModule.course == course_id).count()
+            return {"course_id": course_id, "modules": count, "already_initialized": True}
+        for position, title in enumerate(MODULES, start=1):
+            CourseModule.insert(course=course_id, position=position, title=title).execute()
+            report_progress(position * 100 // (len(MODULES) + 1), f"created module {position}: {title}")
+        Course.update(status="initialized", initialized_at=peewee.fn.clock_timestamp()).where(
+            Course.id == course_id
+        ).execute()
+    return {"course_id": course_id, "modules": len(MODULES), "already_initialized": False}

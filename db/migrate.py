@@ -1,0 +1,64 @@
+"""Applies the versioned SQL files in db/migrations once each, in order, and records them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import psycopg2
+import psycopg2.errors
+import structlog
+
+log = structlog.get_logger(__name__)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+# Serialises concurrent migrators (several workers starting at once).
+LOCK_KEY = 7_140_001
+
+
+def create_database_if_missing(url: str) -> bool:
+    """Creates the database named in `url`, connecting to the server's `postgres` database."""
+    parts = urlparse(url)
+    name = parts.path.lstrip("/")
+    admin = psycopg2.connect(urlunparse(parts._replace(path="/postgres")))
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cursor.fetchone():
+                return False
+            try:
+                cursor.execute(f'CREATE DATABASE "{name}"')
+            except psycopg2.errors.DuplicateDatabase:
+                return False
+    finally:
+        admin.close()
+    log.info("database_created", database=name)
+    return True
+
+
+def migrate(url: str) -> list[str]:
+    """Applies the migrations not applied yet; returns their names."""
+    create_database_if_missing(url)
+    applied_now = []
+    conn = psycopg2.connect(url)
+    try:
+        with conn, conn.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+            cursor.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " name text PRIMARY KEY,"
+                " applied_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+            )
+            cursor.execute("SELECT name FROM schema_migrations")
+            done = {row[0] for row in cursor.fetchall()}
+            for path in sorted(MIGRATIONS.glob("*.sql")):
+                if path.name in done:
+                    continue
+                cursor.execute(path.read_text())
+                cursor.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (path.name,))
+                applied_now.append(path.name)
+                log.info("migration_applied", migration=path.name)
+    finally:
+        conn.close()
+    return applied_now

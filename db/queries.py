@@ -1,0 +1,49 @@
+"""The reads the product makes: one job, a filtered list, a job's history."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from playhouse.shortcuts import model_to_dict
+
+from .models import JobEvent, JobStatus
+
+STATUSES = ("pending", "active", "retrying", "completed", "failed", "cancelled")
+
+
+def parse_uuid(value: object) -> UUID | None:
+    try:
+        return value if isinstance(value, UUID) else UUID(str(value))
+    except ValueError:
+        return None
+
+
+def get_job(job_id: object) -> dict[str, Any] | None:
+    key = parse_uuid(job_id)
+    if key is None:
+        return None
+    row = JobStatus.get_or_none(JobStatus.job_id == key)
+    return None if row is None else model_to_dict(row)
+
+
+def list_jobs(
+    *, status: str | None = None, user_id: object = None, organization_id: object = None, limit: int = 100,
+) -> list[dict[str, Any]]:
+    query = JobStatus.select()
+    if status is not None:
+        query = query.where(JobStatus.status == status)
+    for column, value in ((JobStatus.user_id, user_id), (JobStatus.organization_id, organization_id)):
+        if value is not None:
+            key = parse_uuid(value)
+            if key is None:
+                return []
+            query = query.where(column == key)
+    return [model_to_dict(row) for row in query.order_by(JobStatus.created_at.desc()).limit(limit)]
+
+
+def job_events(job_id: object) -> list[dict[str, Any]]:
+    key = parse_uuid(job_id)
+    if key is None:
+        return []
+    return [model_to_dict(row) for row in JobEvent.select().where(JobEvent.job_id == key).order_by(JobEvent.id)]

@@ -1,0 +1,145 @@
+"""Every status write of a job: one named function each, one statement each.
+
+The guards, timestamps and events are in the SQL functions of migrations/0003_transitions.sql;
+these functions only call them and translate their answers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import peewee
+
+from jobs.errors import UnknownCourse, UnknownUser
+
+from .connection import database, pgcode
+from .models import JobStatus
+
+UNKNOWN_USER = "JB001"
+UNKNOWN_COURSE = "JB002"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a transition found: 'applied', 'terminal', 'rejected' or 'missing'."""
+
+    outcome: str
+    previous: str | None
+    status: str | None
+    attempts: int
+
+    @property
+    def applied(self) -> bool:
+        return self.outcome == "applied"
+
+
+@dataclass(frozen=True)
+class Failure:
+    type: str
+    message: str
+    stack: str
+
+
+def _outcome(sql: str, params: tuple[Any, ...]) -> Outcome:
+    return Outcome(*database.execute_sql(sql, params).fetchone())
+
+
+def record_enqueued(
+    *,
+    job_id: str,
+    job_type: str,
+    queue: str,
+    user_id: str,
+    course_id: str | None,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    max_attempts: int,
+    delay_ms: int | None,
+) -> bool:
+    """Inserts the pending row and its event; False when the row was there already."""
+    if not _is_uuid(user_id):
+        raise UnknownUser(user_id)
+    if not _is_uuid(course_id):
+        raise UnknownCourse(course_id, user_id)
+    try:
+        cursor = database.execute_sql(
+            "SELECT job_enqueue(%s::uuid, %s, %s, %s::uuid, %s::uuid, %s::jsonb, %s::jsonb, %s, %s)",
+            (job_id, job_type, queue, str(user_id), course_id and str(course_id),
+             json.dumps(args), json.dumps(kwargs), max_attempts, delay_ms),
+        )
+    except peewee.DatabaseError as error:
+        code = pgcode(error)
+        if code == UNKNOWN_USER:
+            raise UnknownUser(user_id) from None
+        if code == UNKNOWN_COURSE:
+            raise UnknownCourse(course_id, user_id) from None
+        raise
+    return cursor.fetchone()[0]
+
+
+def mark_active(job_id: str, worker_id: str) -> Outcome:
+    """pending|retrying -> active; counts the attempt and records the worker."""
+    return _outcome("SELECT * FROM job_start(%s::uuid, %s)", (job_id, worker_id))
+
+
+def mark_completed(job_id: str, attempt: int, worker_id: str, result: Any) -> Outcome:
+    """active -> completed, with the result."""
+    return _finish(job_id, attempt, "completed", worker_id, result=result)
+
+
+def mark_retrying(job_id: str, attempt: int, worker_id: str, failure: Failure) -> Outcome:
+    """active -> retrying, with the error of the attempt."""
+    return _finish(job_id, attempt, "retrying", worker_id, failure=failure)
+
+
+def mark_failed(job_id: str, attempt: int, worker_id: str, failure: Failure) -> Outcome:
+    """active -> failed, with the error of the last attempt."""
+    return _finish(job_id, attempt, "failed", worker_id, failure=failure)
+
+
+def _finish(
+    job_id: str, attempt: int, to: str, worker_id: str, *, result: Any = None,
+    failure: Failure | None = None,
+) -> Outcome:
+    return _outcome(
+        "SELECT * FROM job_finish(%s::uuid, %s, %s, %s, %s::jsonb, %s, %s, %s)",
+        (job_id, attempt, to, worker_id, None if result is None else json.dumps(result),
+         failure and failure.type, failure and failure.message, failure and failure.stack),
+    )
+
+
+def reschedule(job_id: str, delay_ms: int) -> bool:
+    """Records when a waiting job becomes due; False when it is no longer waiting."""
+    row = database.execute_sql("SELECT job_reschedule(%s::uuid, %s)", (job_id, delay_ms)).fetchone()
+    return bool(row and row[0])
+
+
+def record_progress(job_id: str, attempt: int, progress: int, message: str | None) -> bool:
+    """Sets the progress of the attempt that runs now; never touches a finished job."""
+    updated = (
+        JobStatus.update(
+            progress=progress,
+            progress_message=message,
+            updated_at=peewee.fn.GREATEST(peewee.fn.clock_timestamp(), JobStatus.updated_at),
+        )
+        .where(
+            JobStatus.job_id == job_id,
+            JobStatus.status == "active",
+            JobStatus.attempts == attempt,
+        )
+        .execute()
+    )
+    return updated == 1
+
+
+def _is_uuid(value: object) -> bool:
+    if value is None or isinstance(value, UUID):
+        return True
+    try:
+        UUID(str(value))
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""Background jobs of the course platform: the service API, configuration, logging and CLI."""

@@ -1,0 +1,55 @@
+"""Configuration from the environment, with defaults for PostgreSQL and Redis on this machine."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from .errors import JobError
+
+
+class ConfigurationError(JobError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, named after its environment variable (upper-cased, `JOBS_` where noted)."""
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/jobs"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: JOBS_NAMESPACE: prefix of every Redis key, so that several deployments share a server.
+    namespace: str = "jobs"
+    #: JOBS_MAX_RETRIES: retries after the first attempt, unless an actor says otherwise.
+    max_retries: int = 3
+    #: JOBS_MIN_BACKOFF_MS / JOBS_MAX_BACKOFF_MS: the retry backoff.
+    min_backoff_ms: int = 1_000
+    max_backoff_ms: int = 300_000
+    #: JOBS_SEND_DEADLINE_S: how long send() keeps trying an unreachable database, then fails.
+    send_deadline_s: float = 5.0
+    #: JOBS_WRITE_DEADLINE_S: how long a worker keeps trying to record a job's start.
+    write_deadline_s: float = 30.0
+    #: JOBS_PROGRESS_QUEUE: most progress updates waiting to be written; more are dropped.
+    progress_queue: int = 10_000
+    #: JOBS_LOG_FORMAT: json, console, or auto (console on a terminal, JSON otherwise).
+    log_format: str = "auto"
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values = {}
+        for field in fields(cls):
+            name = field.name.upper() if field.name.endswith("_url") else f"JOBS_{field.name.upper()}"
+            if name not in env:
+                continue
+            raw = env[name]
+            try:
+                values[field.name] = type(field.default)(raw)
+            except ValueError:
+                raise ConfigurationError(f"{name}={raw!r} is not a valid {type(field.default).__name__}") from None
+        settings = cls(**values)
+        if settings.log_format not in ("auto", "json", "console"):
+            raise ConfigurationError(f"JOBS_LOG_FORMAT must be auto, json or console, not {settings.log_format!r}")
+        return settings

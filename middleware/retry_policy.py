@@ -1,0 +1,47 @@
+"""Retries' decision, known before Retries acts on it.
+
+The status middleware must commit `retrying` before Retries publishes the retry; otherwise a
+retry due at once could be delivered while the row still says `active`, and its start would be
+refused. So it runs before Retries (after it in the middleware list, since after-hooks run in
+reverse) and asks here what Retries is about to decide, from the same options Retries reads.
+"""
+
+from __future__ import annotations
+
+from dramatiq import Broker, Message
+from dramatiq.middleware import Retries
+
+
+def _retries(broker: Broker) -> Retries | None:
+    return next((m for m in broker.middleware if isinstance(m, Retries)), None)
+
+
+def _max_retries(broker: Broker, message: Message, retries: Retries) -> int | None:
+    actor = broker.get_actor(message.actor_name)
+    return message.options.get("max_retries", actor.options.get("max_retries", retries.max_retries))
+
+
+def max_attempts(broker: Broker, message: Message) -> int:
+    retries = _retries(broker)
+    if retries is None:
+        return 1
+    most = _max_retries(broker, message, retries)
+    # Unbounded retries: the largest count the column holds stands for "no limit".
+    return 2**31 - 1 if most is None else most + 1
+
+
+def will_retry(broker: Broker, message: Message, exception: BaseException) -> bool:
+    """What Retries.after_process_message will decide for this failure (dramatiq 2.x)."""
+    retries = _retries(broker)
+    if retries is None:
+        return False
+    actor = broker.get_actor(message.actor_name)
+    throws = message.options.get("throws") or actor.options.get("throws")
+    if throws and isinstance(exception, throws):
+        return False
+    done = message.options.get("retries", 0)
+    retry_when = actor.options.get("retry_when", retries.retry_when)
+    if retry_when is not None:
+        return bool(retry_when(done, exception))
+    most = _max_retries(broker, message, retries)
+    return most is None or done < most

@@ -1,0 +1,185 @@
+"""Persists the lifecycle of every job in PostgreSQL, synchronously, from Dramatiq's hooks."""
+
+from __future__ import annotations
+
+import json
+import math
+import traceback
+from typing import Any
+
+import peewee
+import structlog
+from dramatiq import Broker, Message
+from dramatiq.middleware import Middleware, SkipMessage
+
+from db import transitions
+from db.connection import DatabaseUnavailable, database, reconnecting
+from jobs.errors import JobNotRecorded, JobStartNotRecorded, MissingOwner
+
+from .identity import worker_id
+from .options import ATTEMPT, OWNER, RECORDED
+from .retry_policy import max_attempts, will_retry
+
+log = structlog.get_logger(__name__)
+
+MAX_STACK = 16_000
+
+
+class StatusMiddleware(Middleware):
+    """Records each transition of a job, guarded and with its event, before Dramatiq goes on.
+
+    Guarantees:
+      * send() returns only once the job's `pending` row is committed; when it can't be written,
+        send() raises JobRejected and nothing is published.
+      * An actor runs only once its `active` row is committed. A delivery whose job is finished
+        (a redelivery) or held by another worker is skipped; the skip is recorded as an event.
+      * The end of an attempt (`completed`, `retrying`, `failed`) is committed before Retries
+        publishes a retry and before the message is acknowledged.
+      * A transition the database refuses is recorded as an event and never applied.
+
+    It must come after Retries in the broker's middleware list: after-hooks run in reverse, so it
+    then records an attempt's end before Retries publishes the retry (see retry_policy).
+
+    Parameters:
+      send_deadline_s(float): how long send() retries an unreachable database before it fails.
+      start_deadline_s(float): the same for recording a start; past it the job does not run
+        (JobStartNotRecorded, which Retries treats like any failure).
+      finish_deadline_s(float): the same for the end of an attempt; by default it never gives
+        up, since the message must not be acknowledged as if its end were recorded.
+    """
+
+    def __init__(
+        self, *, send_deadline_s: float = 5.0, start_deadline_s: float = 30.0,
+        finish_deadline_s: float = math.inf,
+    ) -> None:
+        self.send_deadline_s = send_deadline_s
+        self.start_deadline_s = start_deadline_s
+        self.finish_deadline_s = finish_deadline_s
+
+    def before_enqueue(self, broker: Broker, message: Message, delay: int | None) -> None:
+        if message.options.get(RECORDED):
+            if delay is not None:
+                self._reschedule(message, delay)
+            return
+        owner = message.options.get(OWNER) or {}
+        if not owner.get("user_id"):
+            raise MissingOwner(message.actor_name)
+        bound = log.bind(job_id=message.message_id, job_type=message.actor_name, attempt=0, write="awaited")
+
+        def insert() -> bool:
+            return transitions.record_enqueued(
+                job_id=message.message_id,
+                job_type=message.actor_name,
+                queue=message.queue_name,
+                user_id=owner["user_id"],
+                course_id=owner.get("course_id"),
+                args=list(message.args),
+                kwargs=message.kwargs,
+                max_attempts=max_attempts(broker, message),
+                delay_ms=delay,
+            )
+
+        try:
+            created = reconnecting(insert, what="record_enqueued", deadline_s=self.send_deadline_s)
+        except (DatabaseUnavailable, peewee.DatabaseError) as error:
+            bound.error("enqueue_not_recorded", transition="-> pending", error=str(error).strip())
+            raise JobNotRecorded(f"{message.actor_name} {message.message_id} was not sent: {error}") from error
+        message.options[RECORDED] = True
+        bound.info("job_enqueued", transition="-> pending", outcome="applied" if created else "exists", delay_ms=delay)
+
+    def before_process_message(self, broker: Broker, message: Message) -> None:
+        message.options.pop(ATTEMPT, None)
+        me = worker_id()
+        bound = log.bind(job_id=message.message_id, job_type=message.actor_name, write="awaited", worker=me)
+        try:
+            outcome = reconnecting(
+                lambda: transitions.mark_active(message.message_id, me),
+                what="mark_active", deadline_s=self.start_deadline_s,
+            )
+        except (DatabaseUnavailable, peewee.DatabaseError) as error:
+            bound.error("start_not_recorded", transition="-> active", error=str(error).strip())
+            raise JobStartNotRecorded(f"the start of job {message.message_id} was not recorded: {error}") from error
+        bound = bound.bind(attempt=outcome.attempts, transition=f"{outcome.previous} -> active", outcome=outcome.outcome)
+        if outcome.applied:
+            message.options[ATTEMPT] = outcome.attempts
+            bound.info("job_started")
+            return
+        if outcome.outcome == "missing":
+            # Published without its row, so not sent through this system: never run it.
+            bound.error("job_untracked")
+            message.fail()
+        elif outcome.outcome == "terminal":
+            bound.info("redelivery_skipped")
+        else:
+            bound.warning("transition_rejected")
+        raise SkipMessage(f"job {message.message_id} is {outcome.status}")
+
+    def after_process_message(
+        self, broker: Broker, message: Message, *, result: Any = None, exception: BaseException | None = None,
+    ) -> None:
+        attempt = message.options.get(ATTEMPT)
+        if attempt is None or isinstance(exception, JobStartNotRecorded):
+            return
+        me = worker_id()
+        if exception is None:
+            to, failure = "completed", None
+        else:
+            to = "retrying" if will_retry(broker, message, exception) else "failed"
+            failure = _failure(exception)
+        write = {
+            "completed": lambda: transitions.mark_completed(message.message_id, attempt, me, _jsonable(result)),
+            "retrying": lambda: transitions.mark_retrying(message.message_id, attempt, me, failure),
+            "failed": lambda: transitions.mark_failed(message.message_id, attempt, me, failure),
+        }[to]
+        bound = log.bind(
+            job_id=message.message_id, job_type=message.actor_name, attempt=attempt,
+            write="awaited", worker=me, transition=f"active -> {to}",
+        )
+        try:
+            outcome = reconnecting(write, what=f"mark_{to}", deadline_s=self.finish_deadline_s)
+        except (DatabaseUnavailable, peewee.DatabaseError) as error:
+            bound.critical("transition_not_recorded", error=str(error).strip())
+            return
+        if not outcome.applied:
+            bound.warning("transition_rejected", outcome=outcome.outcome, status=outcome.status)
+        elif failure is None:
+            bound.info("job_completed", outcome=outcome.outcome)
+        else:
+            event = "job_retrying" if to == "retrying" else "job_failed"
+            bound.info(event, outcome=outcome.outcome, error_type=failure.type, error=failure.message)
+
+    def after_worker_thread_boot(self, broker: Broker, thread: Any) -> None:
+        try:
+            database.connect(reuse_if_open=True)
+        except peewee.OperationalError as error:
+            # Not fatal: the first write connects again, and retries until the database is back.
+            log.warning("database_unreachable", what="worker_thread_boot", error=str(error).strip())
+
+    def before_worker_thread_shutdown(self, broker: Broker, thread: Any) -> None:
+        database.close()
+
+    def _reschedule(self, message: Message, delay: int) -> None:
+        try:
+            moved = reconnecting(
+                lambda: transitions.reschedule(message.message_id, delay),
+                what="reschedule", deadline_s=self.send_deadline_s,
+            )
+        except (DatabaseUnavailable, peewee.DatabaseError) as error:
+            # Only the displayed due time is lost; the status itself is already recorded.
+            log.warning("reschedule_not_recorded", job_id=message.message_id, write="awaited", error=str(error).strip())
+            return
+        log.info("job_rescheduled", job_id=message.message_id, job_type=message.actor_name,
+                 write="awaited", delay_ms=delay, outcome="applied" if moved else "not_waiting")
+
+
+def _failure(exception: BaseException) -> transitions.Failure:
+    stack = "".join(traceback.format_exception(type(exception), exception, exception.__traceback__))
+    return transitions.Failure(type(exception).__name__, str(exception) or type(exception).__name__, stack[-MAX_STACK:])
+
+
+def _jsonable(result: Any) -> Any:
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError):
+        return {"repr": repr(result)}
+    return result
