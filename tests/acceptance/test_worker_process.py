@@ -1,0 +1,56 @@
+"""Real `dramatiq actors` worker processes, driven from outside through Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from jobs import service
+from tests.helpers import all_terminal, statuses, wait_for
+
+
+@pytest.fixture
+def worker_process(redis_broker, tmp_path):
+    """Starts `dramatiq actors`; stops it with SIGTERM and checks that it exits cleanly."""
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dramatiq", "actors", "--processes", "1", "--threads", "4"],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "JOBS_LOG_FORMAT": "json"},
+        )
+    process.log_path = log_path
+    yield process
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def json_lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+
+
+def test_dramatiq_worker_process_runs_every_kind_of_job(worker_process, tenants):
+    user = tenants.globex.members[0]
+    expected = {
+        service.send_job("test_job", user_id=user): "completed",
+        service.send_job("test_job", user_id=user, args={"should_fail": True}): "failed",
+        service.send_job("test_job", user_id=user, args={"fail_attempts": 1}): "completed",
+        service.send_job("test_job", user_id=user, args={"delay_ms": 300}, delay_ms=200): "completed",
+        service.send_job("initialize", user_id=user, args={"course_id": tenants.globex.course}): "completed",
+    }
+    wait_for(all_terminal(list(expected)), what="the worker process to finish every job", timeout=30)
+    assert statuses(list(expected)) == expected
+
+    worker_process.send_signal(signal.SIGTERM)
+    assert worker_process.wait(timeout=30) == 0
+
+    lines = json_lines(worker_process.log_path)
+    writes = [line for line in lines if line.get("logger") == "middleware.status"]
+    assert {w["event"] for w in writes} >= {"job_started", "job_completed", "job_failed", "job_retrying"}
+    assert all(w["write"] == "awaited" and w["job_id"] in expected for w in writes)
+    assert any(line["logger"].startswith("dramatiq") for line in lines), "Dramatiq's own lines are JSON too"

@@ -1,0 +1,149 @@
+"""Each pytest-xdist worker gets its own database and its own Redis namespace; each test a clean
+database with the fixture tenants, and its own brokers and workers."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import psycopg2
+import pytest
+
+ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before `actors` is imported anywhere: it reads its settings from the environment.
+    worker = getattr(config, "workerinput", {}).get("workerid", "main")
+    os.environ["DATABASE_URL"] = ADMIN_URL.rsplit("/", 1)[0] + f"/jobs_test_{worker}"
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    os.environ["JOBS_NAMESPACE"] = f"jobs-test-{worker}"
+    os.environ["JOBS_MIN_BACKOFF_MS"] = "10"
+    os.environ["JOBS_MAX_BACKOFF_MS"] = "50"
+    os.environ["JOBS_SEND_DEADLINE_S"] = "0.5"
+    os.environ["JOBS_LOG_FORMAT"] = "console"
+    from jobs.logs import configure_logging
+
+    configure_logging("console", "INFO")
+
+
+@pytest.fixture(scope="session")
+def settings():
+    from jobs.config import Settings
+
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database(settings):
+    import db
+
+    name = settings.database_url.rsplit("/", 1)[1]
+    admin = psycopg2.connect(ADMIN_URL)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    db.migrate(settings.database_url)
+    db.configure(settings.database_url)
+    yield db.database
+    db.database.close()
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@dataclass(frozen=True)
+class Org:
+    id: str
+    admin: str
+    members: list[str]
+    course: str
+
+
+@pytest.fixture(autouse=True)
+def tenants(database) -> SimpleNamespace:
+    """A clean database holding the seed's two organizations."""
+    from db.fixtures import seed
+
+    database.execute_sql(
+        "TRUNCATE job_events, job_status, course_modules, courses, users, organizations RESTART IDENTITY CASCADE"
+    )
+    orgs = []
+    for org in seed()["organizations"]:
+        users = org["users"]
+        orgs.append(Org(
+            id=org["id"],
+            admin=next(u["id"] for u in users if u["role"] == "admin"),
+            members=[u["id"] for u in users if u["role"] == "member"],
+            course=org["courses"][0]["id"],
+        ))
+    return SimpleNamespace(acme=orgs[0], globex=orgs[1])
+
+
+@pytest.fixture
+def stub_broker(settings):
+    import actors
+    from actors.broker import build_broker
+
+    broker = build_broker(settings, stub=True)
+    actors.use_broker(broker)
+    yield broker
+    broker.flush_all()
+    broker.close()
+
+
+@pytest.fixture
+def stub_worker(stub_broker):
+    from dramatiq import Worker
+
+    worker = Worker(stub_broker, worker_threads=4, worker_timeout=50)
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def redis_broker(settings):
+    import actors
+    from actors.broker import build_broker
+
+    broker = build_broker(settings)
+    broker.flush_all()
+    actors.use_broker(broker)
+    yield broker
+    broker.flush_all()
+    broker.close()
+
+
+@pytest.fixture
+def redis_worker(redis_broker):
+    from dramatiq import Worker
+
+    worker = Worker(redis_broker, worker_threads=8, worker_timeout=50)
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def log_records():
+    """Every log record of the test, structlog's and Dramatiq's alike."""
+    handler = _Collect()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    level = root.level
+    root.setLevel(logging.DEBUG)
+    yield handler.records
+    root.removeHandler(handler)
+    root.setLevel(level)
