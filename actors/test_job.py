@@ -29,7 +29,10 @@ def validate(delay_ms: int, should_fail: bool, fail_attempts: int, check_cancell
 
 @dramatiq.actor(validate=validate, throws=(IntentionalFailure,))
 def test_job(
-    delay_ms: int = 0, should_fail: bool = False, fail_attempts: int = 0, check_cancellation: bool = False,
+    delay_ms: int = 0,
+    should_fail: bool = False,
+    fail_attempts: int = 0,
+    check_cancellation: bool = False,
 ) -> dict:
     job = current_job()
     # Small steps, so that an asynchronous abort lands promptly (it can't interrupt a long sleep).

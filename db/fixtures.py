@@ -12,12 +12,20 @@ from .models import Course, Organization, User
 FIXTURES = {
     "Acme Learning": {
         "domain": "acme.example",
-        "users": [("Ada Admin", "admin", "admin"), ("Alice Member", "alice", "member"), ("Bob Member", "bob", "member")],
+        "users": [
+            ("Ada Admin", "admin", "admin"),
+            ("Alice Member", "alice", "member"),
+            ("Bob Member", "bob", "member"),
+        ],
         "course": "Acme Onboarding",
     },
     "Globex Academy": {
         "domain": "globex.example",
-        "users": [("Gus Admin", "admin", "admin"), ("Carol Member", "carol", "member"), ("Dave Member", "dave", "member")],
+        "users": [
+            ("Gus Admin", "admin", "admin"),
+            ("Carol Member", "carol", "member"),
+            ("Dave Member", "dave", "member"),
+        ],
         "course": "Globex Safety Basics",
     },
 }
@@ -48,13 +56,18 @@ def seed() -> dict[str, Any]:
                 users.append({"id": str(user_id), "email": email, "name": name, "role": role})
             admin = next(u for u in users if u["role"] == "admin")
             course_id = _upsert(
-                Course, [Course.organization, Course.title],
-                organization=org_id, title=spec["course"], owner=admin["id"],
+                Course,
+                [Course.organization, Course.title],
+                organization=org_id,
+                title=spec["course"],
+                owner=admin["id"],
             )
-            result["organizations"].append({
-                "id": str(org_id),
-                "name": org_name,
-                "users": users,
-                "courses": [{"id": str(course_id), "title": spec["course"]}],
-            })
+            result["organizations"].append(
+                {
+                    "id": str(org_id),
+                    "name": org_name,
+                    "users": users,
+                    "courses": [{"id": str(course_id), "title": spec["course"]}],
+                }
+            )
     return result

@@ -28,7 +28,11 @@ def get_job(job_id: object) -> dict[str, Any] | None:
 
 
 def list_jobs(
-    *, status: str | None = None, user_id: object = None, organization_id: object = None, limit: int = 100,
+    *,
+    status: str | None = None,
+    user_id: object = None,
+    organization_id: object = None,
+    limit: int = 100,
 ) -> list[dict[str, Any]]:
     query = JobStatus.select()
     if status is not None:

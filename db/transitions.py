@@ -67,8 +67,17 @@ def record_enqueued(
     try:
         cursor = database.execute_sql(
             "SELECT job_enqueue(%s::uuid, %s, %s, %s::uuid, %s::uuid, %s::jsonb, %s::jsonb, %s, %s)",
-            (job_id, job_type, queue, str(user_id), course_id and str(course_id),
-             json.dumps(args), json.dumps(kwargs), max_attempts, delay_ms),
+            (
+                job_id,
+                job_type,
+                queue,
+                str(user_id),
+                course_id and str(course_id),
+                json.dumps(args),
+                json.dumps(kwargs),
+                max_attempts,
+                delay_ms,
+            ),
         )
     except peewee.DatabaseError as error:
         code = pgcode(error)
@@ -101,13 +110,26 @@ def mark_failed(job_id: str, attempt: int, worker_id: str, failure: Failure) -> 
 
 
 def _finish(
-    job_id: str, attempt: int, to: str, worker_id: str, *, result: Any = None,
+    job_id: str,
+    attempt: int,
+    to: str,
+    worker_id: str,
+    *,
+    result: Any = None,
     failure: Failure | None = None,
 ) -> Outcome:
     return _outcome(
         "SELECT * FROM job_finish(%s::uuid, %s, %s, %s, %s::jsonb, %s, %s, %s)",
-        (job_id, attempt, to, worker_id, None if result is None else json.dumps(result),
-         failure and failure.type, failure and failure.message, failure and failure.stack),
+        (
+            job_id,
+            attempt,
+            to,
+            worker_id,
+            None if result is None else json.dumps(result),
+            failure and failure.type,
+            failure and failure.message,
+            failure and failure.stack,
+        ),
     )
 
 

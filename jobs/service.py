@@ -41,7 +41,11 @@ def get_job(job_id: object) -> dict[str, Any]:
 
 
 def list_jobs(
-    *, status: str | None = None, user_id: object = None, organization_id: object = None, limit: int = 100,
+    *,
+    status: str | None = None,
+    user_id: object = None,
+    organization_id: object = None,
+    limit: int = 100,
 ) -> list[dict[str, Any]]:
     if status is not None and status not in queries.STATUSES:
         raise ValueError(f"unknown status {status!r} (one of {', '.join(queries.STATUSES)})")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import inspect
 import types
 import typing
-from functools import lru_cache
-from typing import Any, Callable
+from collections.abc import Callable
+from functools import cache
+from typing import Any
 
 from dramatiq import Broker, Message
 from dramatiq.middleware import Middleware
@@ -38,8 +39,11 @@ class ArgumentValidation(Middleware):
 
 
 def check_arguments(
-    name: str, fn: Callable[..., Any], validate: Callable[..., None] | None,
-    args: tuple[Any, ...], kwargs: dict[str, Any],
+    name: str,
+    fn: Callable[..., Any],
+    validate: Callable[..., None] | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
 ) -> None:
     signature, hints = _describe(fn)
     try:
@@ -58,7 +62,7 @@ def check_arguments(
             raise InvalidArguments(name, str(error)) from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _describe(fn: Callable[..., Any]) -> tuple[inspect.Signature, dict[str, Any]]:
     return inspect.signature(fn), typing.get_type_hints(fn)
 

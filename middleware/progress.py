@@ -38,8 +38,13 @@ class ProgressWriter:
     def submit(self, job_id: str, attempt: int, progress: int, message: str | None) -> bool:
         with self._cond:
             if job_id not in self._waiting and len(self._waiting) >= self.capacity:
-                log.warning("progress_dropped", job_id=job_id, attempt=attempt, write="fire_and_forget",
-                            reason="writer queue full")
+                log.warning(
+                    "progress_dropped",
+                    job_id=job_id,
+                    attempt=attempt,
+                    write="fire_and_forget",
+                    reason="writer queue full",
+                )
                 return False
             self._waiting[job_id] = (attempt, progress, message)
             if self._thread is None or not self._thread.is_alive():
@@ -85,7 +90,8 @@ class ProgressWriter:
         try:
             applied = reconnecting(
                 lambda: transitions.record_progress(job_id, attempt, progress, message),
-                what="record_progress", deadline_s=0,
+                what="record_progress",
+                deadline_s=0,
             )
         except Exception as error:  # noqa: BLE001 - a progress write must never take the writer down
             bound.error("progress_write_failed", error=str(error).strip())
@@ -114,9 +120,7 @@ def report_progress(percent: int, message: str | None = None) -> None:
     if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
         raise ValueError(f"progress must be an integer from 0 to 100, not {percent!r}")
     job = current_job()
-    writer = next(
-        (m.writer for m in dramatiq.get_broker().middleware if isinstance(m, ProgressMiddleware)), None
-    )
+    writer = next((m.writer for m in dramatiq.get_broker().middleware if isinstance(m, ProgressMiddleware)), None)
     if writer is None:
         raise RuntimeError("the broker has no ProgressMiddleware")
     writer.submit(job.job_id, job.attempt, percent, message)

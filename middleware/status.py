@@ -49,7 +49,10 @@ class StatusMiddleware(Middleware):
     """
 
     def __init__(
-        self, *, send_deadline_s: float = 5.0, start_deadline_s: float = 30.0,
+        self,
+        *,
+        send_deadline_s: float = 5.0,
+        start_deadline_s: float = 30.0,
         finish_deadline_s: float = math.inf,
     ) -> None:
         self.send_deadline_s = send_deadline_s
@@ -94,12 +97,15 @@ class StatusMiddleware(Middleware):
         try:
             outcome = reconnecting(
                 lambda: transitions.mark_active(message.message_id, me),
-                what="mark_active", deadline_s=self.start_deadline_s,
+                what="mark_active",
+                deadline_s=self.start_deadline_s,
             )
         except (DatabaseUnavailable, peewee.DatabaseError) as error:
             bound.error("start_not_recorded", transition="-> active", error=str(error).strip())
             raise JobStartNotRecorded(f"the start of job {message.message_id} was not recorded: {error}") from error
-        bound = bound.bind(attempt=outcome.attempts, transition=f"{outcome.previous} -> active", outcome=outcome.outcome)
+        bound = bound.bind(
+            attempt=outcome.attempts, transition=f"{outcome.previous} -> active", outcome=outcome.outcome
+        )
         if outcome.applied:
             message.options[ATTEMPT] = outcome.attempts
             bound.info("job_started")
@@ -115,7 +121,12 @@ class StatusMiddleware(Middleware):
         raise SkipMessage(f"job {message.message_id} is {outcome.status}")
 
     def after_process_message(
-        self, broker: Broker, message: Message, *, result: Any = None, exception: BaseException | None = None,
+        self,
+        broker: Broker,
+        message: Message,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
     ) -> None:
         attempt = message.options.get(ATTEMPT)
         if attempt is None or isinstance(exception, JobStartNotRecorded):
@@ -132,8 +143,12 @@ class StatusMiddleware(Middleware):
             "failed": lambda: transitions.mark_failed(message.message_id, attempt, me, failure),
         }[to]
         bound = log.bind(
-            job_id=message.message_id, job_type=message.actor_name, attempt=attempt,
-            write="awaited", worker=me, transition=f"active -> {to}",
+            job_id=message.message_id,
+            job_type=message.actor_name,
+            attempt=attempt,
+            write="awaited",
+            worker=me,
+            transition=f"active -> {to}",
         )
         try:
             outcome = reconnecting(write, what=f"mark_{to}", deadline_s=self.finish_deadline_s)
@@ -162,14 +177,21 @@ class StatusMiddleware(Middleware):
         try:
             moved = reconnecting(
                 lambda: transitions.reschedule(message.message_id, delay),
-                what="reschedule", deadline_s=self.send_deadline_s,
+                what="reschedule",
+                deadline_s=self.send_deadline_s,
             )
         except (DatabaseUnavailable, peewee.DatabaseError) as error:
             # Only the displayed due time is lost; the status itself is already recorded.
             log.warning("reschedule_not_recorded", job_id=message.message_id, write="awaited", error=str(error).strip())
             return
-        log.info("job_rescheduled", job_id=message.message_id, job_type=message.actor_name,
-                 write="awaited", delay_ms=delay, outcome="applied" if moved else "not_waiting")
+        log.info(
+            "job_rescheduled",
+            job_id=message.message_id,
+            job_type=message.actor_name,
+            write="awaited",
+            delay_ms=delay,
+            outcome="applied" if moved else "not_waiting",
+        )
 
 
 def _failure(exception: BaseException) -> transitions.Failure:

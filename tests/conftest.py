@@ -73,13 +73,25 @@ def tenants(database) -> SimpleNamespace:
     orgs = []
     for org in seed()["organizations"]:
         users = org["users"]
-        orgs.append(Org(
-            id=org["id"],
-            admin=next(u["id"] for u in users if u["role"] == "admin"),
-            members=[u["id"] for u in users if u["role"] == "member"],
-            course=org["courses"][0]["id"],
-        ))
+        orgs.append(
+            Org(
+                id=org["id"],
+                admin=next(u["id"] for u in users if u["role"] == "admin"),
+                members=[u["id"] for u in users if u["role"] == "member"],
+                course=org["courses"][0]["id"],
+            )
+        )
     return SimpleNamespace(acme=orgs[0], globex=orgs[1])
+
+
+def close_broker(broker) -> None:
+    from middleware import ProgressMiddleware
+
+    for middleware in broker.middleware:
+        if isinstance(middleware, ProgressMiddleware):
+            assert middleware.writer.close(timeout=10), "progress writer did not flush"
+    broker.flush_all()
+    broker.close()
 
 
 @pytest.fixture
@@ -90,8 +102,7 @@ def stub_broker(settings):
     broker = build_broker(settings, stub=True)
     actors.use_broker(broker)
     yield broker
-    broker.flush_all()
-    broker.close()
+    close_broker(broker)
 
 
 @pytest.fixture
@@ -113,8 +124,7 @@ def redis_broker(settings):
     broker.flush_all()
     actors.use_broker(broker)
     yield broker
-    broker.flush_all()
-    broker.close()
+    close_broker(broker)
 
 
 @pytest.fixture

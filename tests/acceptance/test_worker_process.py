@@ -21,7 +21,9 @@ def worker_process(redis_broker, tmp_path):
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "dramatiq", "actors", "--processes", "1", "--threads", "4"],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "JOBS_LOG_FORMAT": "json"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "JOBS_LOG_FORMAT": "json"},
         )
     process.log_path = log_path
     yield process

@@ -53,7 +53,11 @@ def test_failing_and_retried_jobs_through_redis(redis_broker, redis_worker, tena
     initialize = service.send_job("initialize", user_id=user, args={"course_id": tenants.acme.course})
     wait_for(all_terminal([failing, retried, initialize]), what="three jobs to finish")
 
-    assert statuses([failing, retried, initialize]) == {failing: "failed", retried: "completed", initialize: "completed"}
+    assert statuses([failing, retried, initialize]) == {
+        failing: "failed",
+        retried: "completed",
+        initialize: "completed",
+    }
     assert "intentional" in service.get_job(failing)["error_message"]
     assert [e[0] for e in events(retried)].count("retry_scheduled") == 2
     assert service.get_job(retried)["attempts"] == 3

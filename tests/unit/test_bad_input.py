@@ -6,7 +6,15 @@ import pytest
 
 from db.connection import database
 from jobs import service
-from jobs.errors import InvalidArguments, JobNotFound, JobNotRecorded, MissingOwner, UnknownCourse, UnknownJobType, UnknownUser
+from jobs.errors import (
+    InvalidArguments,
+    JobNotFound,
+    JobNotRecorded,
+    MissingOwner,
+    UnknownCourse,
+    UnknownJobType,
+    UnknownUser,
+)
 from tests.helpers import count
 
 
@@ -54,7 +62,9 @@ def test_initialize_needs_a_course_id(tenants, nothing_changes):
 
 
 def test_unknown_job_type_is_refused(tenants, nothing_changes):
-    with pytest.raises(UnknownJobType, match="unknown job type 'generate_everything' \\(known: initialize, test_job\\)"):
+    with pytest.raises(
+        UnknownJobType, match="unknown job type 'generate_everything' \\(known: initialize, test_job\\)"
+    ):
         service.send_job("generate_everything", user_id=tenants.acme.members[0])
 
 

@@ -26,16 +26,22 @@ def refused(statement: str, *params, constraint: str):
 
 
 def test_illegal_transition_is_refused(job):
-    refused("UPDATE job_status SET status = 'completed', completed_at = now() WHERE job_id = %s", job,
-            constraint="illegal transition pending -> completed")
+    refused(
+        "UPDATE job_status SET status = 'completed', completed_at = now() WHERE job_id = %s",
+        job,
+        constraint="illegal transition pending -> completed",
+    )
     assert service.get_job(job)["status"] == "pending"
 
 
 def test_finished_job_can_not_change(job):
     assert transitions.mark_active(job, "w").applied
     assert transitions.mark_completed(job, 1, "w", None).applied
-    refused("UPDATE job_status SET status = 'active', completed_at = NULL WHERE job_id = %s", job,
-            constraint="is completed and can no longer change")
+    refused(
+        "UPDATE job_status SET status = 'active', completed_at = NULL WHERE job_id = %s",
+        job,
+        constraint="is completed and can no longer change",
+    )
     refused("UPDATE job_status SET progress = 3 WHERE job_id = %s", job, constraint="can no longer change")
 
 
@@ -44,23 +50,35 @@ def test_unknown_status_is_refused(job, tenants):
     refused(
         "INSERT INTO job_status (job_id, job_type, queue, organization_id, user_id, max_attempts, status) "
         "VALUES (gen_random_uuid(), 'test_job', 'default', %s, %s, 1, 'paused')",
-        tenants.acme.id, tenants.acme.admin, constraint="job_status_(status_fkey|started_check)",
+        tenants.acme.id,
+        tenants.acme.admin,
+        constraint="job_status_(status_fkey|started_check)",
     )
 
 
 def test_timestamp_order_violation_is_refused(job):
     assert transitions.mark_active(job, "w").applied
-    refused("UPDATE job_status SET started_at = created_at - interval '1 second' WHERE job_id = %s", job,
-            constraint="job_status_timestamps_check")
-    refused("UPDATE job_status SET status = 'completed', completed_at = started_at - interval '1 ms' "
-            "WHERE job_id = %s", job, constraint="job_status_timestamps_check")
+    refused(
+        "UPDATE job_status SET started_at = created_at - interval '1 second' WHERE job_id = %s",
+        job,
+        constraint="job_status_timestamps_check",
+    )
+    refused(
+        "UPDATE job_status SET status = 'completed', completed_at = started_at - interval '1 ms' WHERE job_id = %s",
+        job,
+        constraint="job_status_timestamps_check",
+    )
 
 
 def test_terminal_status_needs_its_own_timestamp_only(job):
     assert transitions.mark_active(job, "w").applied
     refused("UPDATE job_status SET status = 'completed' WHERE job_id = %s", job, constraint="job_status_terminal_check")
-    refused("UPDATE job_status SET status = 'cancelled', cancelled_at = clock_timestamp(), "
-            "completed_at = clock_timestamp() WHERE job_id = %s", job, constraint="job_status_terminal_check")
+    refused(
+        "UPDATE job_status SET status = 'cancelled', cancelled_at = clock_timestamp(), "
+        "completed_at = clock_timestamp() WHERE job_id = %s",
+        job,
+        constraint="job_status_terminal_check",
+    )
 
 
 def test_progress_stays_within_0_and_100(job):
@@ -69,12 +87,18 @@ def test_progress_stays_within_0_and_100(job):
 
 
 def test_owner_must_belong_to_the_job_organization(job, tenants):
-    refused("UPDATE job_status SET user_id = %s WHERE job_id = %s", tenants.globex.members[0], job,
-            constraint="identity of job")
+    refused(
+        "UPDATE job_status SET user_id = %s WHERE job_id = %s",
+        tenants.globex.members[0],
+        job,
+        constraint="identity of job",
+    )
     refused(
         "INSERT INTO job_status (job_id, job_type, queue, organization_id, user_id, max_attempts) "
         "VALUES (gen_random_uuid(), 'test_job', 'default', %s, %s, 1)",
-        tenants.acme.id, tenants.globex.members[0], constraint="job_status_user_id_organization_id_fkey",
+        tenants.acme.id,
+        tenants.globex.members[0],
+        constraint="job_status_user_id_organization_id_fkey",
     )
 
 

@@ -24,7 +24,9 @@ def test_test_job_completes(stub_broker, stub_worker, tenants):
     assert job["organization_id"].hex == tenants.acme.id.replace("-", "")
     assert job["created_at"] <= job["started_at"] <= job["completed_at"]
     assert [e[:3] for e in events(job_id)] == [
-        ("enqueued", None, "pending"), ("started", "pending", "active"), ("completed", "active", "completed"),
+        ("enqueued", None, "pending"),
+        ("started", "pending", "active"),
+        ("completed", "active", "completed"),
     ]
 
 
@@ -118,14 +120,21 @@ def test_redelivered_message_of_a_completed_job_is_skipped(stub_broker, stub_wor
     assert events(message.message_id)[-1] == ("redelivery_skipped", "completed", None, 1)
 
 
-def test_second_delivery_of_a_running_job_is_refused(stub_broker, stub_worker, tenants):
+def test_second_delivery_of_a_running_job_is_refused(stub_broker, tenants):
+    from dramatiq import Worker
+
     from actors import test_job
     from db import transitions
 
     message = test_job.send_with_options(job_owner={"user_id": tenants.acme.members[0]})
     # Another worker holds it: the row is active when this delivery arrives.
     assert transitions.mark_active(message.message_id, "elsewhere").applied
-    run_all(stub_broker, stub_worker)
+    worker = Worker(stub_broker, worker_threads=1, worker_timeout=50)
+    worker.start()
+    try:
+        run_all(stub_broker, worker)
+    finally:
+        worker.stop()
 
     job = service.get_job(message.message_id)
     assert (job["status"], job["worker_id"], job["attempts"]) == ("active", "elsewhere", 1)
@@ -164,8 +173,11 @@ def test_every_row_and_event_is_consistent_after_a_mixed_run(stub_broker, stub_w
     sent = {
         service.send_job("test_job", user_id=user, args=args): expected
         for args, expected in (
-            ({}, "completed"), ({"should_fail": True}, "failed"), ({"fail_attempts": 1}, "completed"),
-            ({"delay_ms": 30}, "completed"), ({"fail_attempts": 9}, "failed"),
+            ({}, "completed"),
+            ({"should_fail": True}, "failed"),
+            ({"fail_attempts": 1}, "completed"),
+            ({"delay_ms": 30}, "completed"),
+            ({"fail_attempts": 9}, "failed"),
         )
     }
     sent[service.send_job("initialize", user_id=user, args={"course_id": tenants.globex.course})] = "completed"

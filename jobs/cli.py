@@ -1,0 +1,202 @@
+"""The `jobs` command: migrate, seed, send, show, list, worker, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+import peewee
+
+from .config import Settings
+from .errors import JobError
+from .logs import configure_logging
+
+EXIT_USAGE = 2
+EXIT_ERROR = 1
+
+
+class UsageError(JobError):
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"]:
+        # Everything after `worker` belongs to dramatiq, flags included.
+        _exec_worker(argv[1:])
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        configure_logging(settings.log_format if args.command == "demo" else "console", args.log_level)
+        return args.run(args, settings) or 0
+    except (JobError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except peewee.OperationalError as error:
+        print(f"error: database unreachable: {str(error).strip()}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jobs", description=__doc__)
+    parser.add_argument("--log-level", default=os.environ.get("JOBS_LOG_LEVEL", "WARNING"))
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    command = commands.add_parser("migrate", help="create the database if needed and apply new migrations")
+    command.set_defaults(run=_migrate)
+
+    command = commands.add_parser("seed", help="create the fixture organizations, users and courses")
+    command.add_argument("--json", action="store_true")
+    command.set_defaults(run=_seed)
+
+    command = commands.add_parser("send", help="send a job on behalf of a user")
+    command.add_argument("job_type")
+    command.add_argument("--as", dest="user", required=True, help="user id or email")
+    command.add_argument("--args", default="{}", help="the job's arguments, as a JSON object")
+    command.add_argument("--delay-ms", type=int)
+    command.add_argument("--count", type=int, default=1)
+    command.add_argument("--json", action="store_true")
+    command.set_defaults(run=_send)
+
+    command = commands.add_parser("show", help="a job's status and history")
+    command.add_argument("job_id")
+    command.add_argument("--json", action="store_true")
+    command.set_defaults(run=_show)
+
+    command = commands.add_parser("list", help="jobs, newest first")
+    command.add_argument("--status")
+    command.add_argument("--user", help="user id or email")
+    command.add_argument("--org", help="organization id")
+    command.add_argument("--limit", type=int, default=50)
+    command.add_argument("--json", action="store_true")
+    command.set_defaults(run=_list)
+
+    commands.add_parser("worker", help="run workers: the same as `dramatiq actors` (flags are passed on)")
+
+    command = commands.add_parser("demo", help="start workers, send a mix of jobs, show their statuses live")
+    command.add_argument("--processes", type=int, default=2)
+    command.add_argument("--threads", type=int, default=4)
+    command.add_argument("--timeout", type=float, default=120.0)
+    command.set_defaults(run=_demo)
+    return parser
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _database(settings: Settings) -> None:
+    import db
+
+    db.configure(settings.database_url)
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    import db
+
+    applied = db.migrate(settings.database_url)
+    print("applied: " + ", ".join(applied) if applied else "the schema is up to date")
+    return 0
+
+
+def _seed(args: argparse.Namespace, settings: Settings) -> int:
+    from db.fixtures import seed
+
+    _database(settings)
+    ids = seed()
+    if args.json:
+        _print_json(ids)
+        return 0
+    for org in ids["organizations"]:
+        print(f"{org['name']}  {org['id']}")
+        for user in org["users"]:
+            print(f"  {user['role']:<7} {user['email']:<22} {user['id']}")
+        for course in org["courses"]:
+            print(f"  course  {course['title']:<22} {course['id']}")
+    return 0
+
+
+def resolve_user(value: str) -> str:
+    """A user id as given, or the id of the user with that email."""
+    if "@" not in value:
+        return value
+    from db.models import User
+
+    user = User.get_or_none(User.email == value)
+    if user is None:
+        raise UsageError(f"no user with email {value}")
+    return str(user.id)
+
+
+def _send(args: argparse.Namespace, settings: Settings) -> int:
+    from . import service
+
+    try:
+        job_args = json.loads(args.args)
+    except json.JSONDecodeError as error:
+        raise UsageError(f"--args is not valid JSON: {error}") from None
+    if args.count < 1:
+        raise UsageError("--count must be 1 or more")
+    import actors  # noqa: F401 - configures the database and the broker
+
+    user = resolve_user(args.user)
+    ids = [
+        service.send_job(args.job_type, user_id=user, args=job_args, delay_ms=args.delay_ms) for _ in range(args.count)
+    ]
+    if args.json:
+        _print_json(ids)
+    else:
+        print("\n".join(ids))
+    return 0
+
+
+def _show(args: argparse.Namespace, settings: Settings) -> int:
+    from . import service
+
+    _database(settings)
+    job = service.get_job(args.job_id)
+    history = service.job_history(args.job_id)
+    if args.json:
+        _print_json({"job": job, "events": history})
+        return 0
+    for key, value in job.items():
+        if value is not None and key != "error_stack":
+            print(f"{key:>16}  {value}")
+    print("\nhistory:")
+    for event in history:
+        change = f"{event['from_status'] or ''} -> {event['to_status']}" if event["to_status"] else ""
+        print(f"  {event['created_at']:%H:%M:%S.%f}  {event['event']:<20} {change:<22} attempt {event['attempt']}")
+    return 0
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    from . import service
+
+    _database(settings)
+    user = resolve_user(args.user) if args.user else None
+    jobs = service.list_jobs(status=args.status, user_id=user, organization_id=args.org, limit=args.limit)
+    if args.json:
+        _print_json(jobs)
+        return 0
+    for job in jobs:
+        print(
+            f"{job['job_id']}  {job['job_type']:<11} {job['status']:<10} attempt {job['attempts']}"
+            f"  {job['progress']:>3}%  {job['created_at']:%Y-%m-%d %H:%M:%S}"
+        )
+    return 0
+
+
+def _exec_worker(dramatiq_args: list[str]) -> None:
+    os.execv(sys.executable, [sys.executable, "-m", "dramatiq", "actors", *dramatiq_args])
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from .demo import run_demo
+
+    return run_demo(settings, processes=args.processes, threads=args.threads, timeout=args.timeout)

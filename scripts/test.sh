@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Quick start 2: set everything up, then run the whole test suite (one database and one Redis
+# namespace per pytest-xdist worker). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-auto}" "$@"
