@@ -11,7 +11,7 @@ from typing import Any
 import peewee
 
 from .config import Settings
-from .errors import JobError
+from .errors import JobError, UnknownJobType
 from .logs import configure_logging
 
 EXIT_USAGE = 2
@@ -143,8 +143,10 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"--args is not valid JSON: {error}") from None
     if args.count < 1:
         raise UsageError("--count must be 1 or more")
-    import actors  # noqa: F401 - configures the database and the broker
+    from actors import JOB_TYPES  # configures the database and the broker
 
+    if args.job_type not in JOB_TYPES:
+        raise UnknownJobType(args.job_type, list(JOB_TYPES))
     user = resolve_user(args.user)
     ids = [
         service.send_job(args.job_type, user_id=user, args=job_args, delay_ms=args.delay_ms) for _ in range(args.count)
