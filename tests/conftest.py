@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -84,9 +85,15 @@ def tenants(database) -> SimpleNamespace:
     return SimpleNamespace(acme=orgs[0], globex=orgs[1])
 
 
-def close_broker(broker) -> None:
+@contextmanager
+def installed(broker):
+    """Makes `broker` the one every job type sends to and runs from, for one test."""
+    import actors
     from middleware import ProgressMiddleware
 
+    broker.flush_all()
+    actors.use_broker(broker)
+    yield broker
     for middleware in broker.middleware:
         if isinstance(middleware, ProgressMiddleware):
             assert middleware.writer.close(timeout=10), "progress writer did not flush"
@@ -94,47 +101,42 @@ def close_broker(broker) -> None:
     broker.close()
 
 
+@contextmanager
+def running(broker, threads: int):
+    from dramatiq import Worker
+
+    worker = Worker(broker, worker_threads=threads, worker_timeout=50)
+    worker.start()
+    yield worker
+    worker.stop()
+
+
 @pytest.fixture
 def stub_broker(settings):
-    import actors
     from actors.broker import build_broker
 
-    broker = build_broker(settings, stub=True)
-    actors.use_broker(broker)
-    yield broker
-    close_broker(broker)
+    with installed(build_broker(settings, stub=True)) as broker:
+        yield broker
 
 
 @pytest.fixture
 def stub_worker(stub_broker):
-    from dramatiq import Worker
-
-    worker = Worker(stub_broker, worker_threads=4, worker_timeout=50)
-    worker.start()
-    yield worker
-    worker.stop()
+    with running(stub_broker, threads=4) as worker:
+        yield worker
 
 
 @pytest.fixture
 def redis_broker(settings):
-    import actors
     from actors.broker import build_broker
 
-    broker = build_broker(settings)
-    broker.flush_all()
-    actors.use_broker(broker)
-    yield broker
-    close_broker(broker)
+    with installed(build_broker(settings)) as broker:
+        yield broker
 
 
 @pytest.fixture
 def redis_worker(redis_broker):
-    from dramatiq import Worker
-
-    worker = Worker(redis_broker, worker_threads=8, worker_timeout=50)
-    worker.start()
-    yield worker
-    worker.stop()
+    with running(redis_broker, threads=8) as worker:
+        yield worker
 
 
 class _Collect(logging.Handler):
