@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import dramatiq
+import redis
 from dramatiq import Actor, Broker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
@@ -14,18 +15,22 @@ from dramatiq.middleware import (
     CurrentMessage,
     Middleware,
     Pipelines,
-    Retries,
     ShutdownNotifications,
     TimeLimit,
 )
+from dramatiq_abort import Abortable, EventBackend
+from dramatiq_abort.backends import RedisBackend, StubBackend
 
 from jobs.config import Settings
 from middleware import ArgumentValidation, ProgressMiddleware, StatusMiddleware, StructuredLogging
+from middleware.cancellation import CancellableRetries
 
 
-def middleware_stack(settings: Settings) -> list[Middleware]:
-    # Order matters: the status middleware comes after Retries (see middleware/retry_policy.py)
-    # and after the argument check, so that a refused send writes nothing.
+def middleware_stack(settings: Settings, abort_backend: EventBackend) -> list[Middleware]:
+    # Order matters. The status middleware comes after Retries (see middleware/retry_policy.py)
+    # and after the argument check, so that a refused send writes nothing. Abortable comes after
+    # it: a thread is abortable only once its start is recorded, and no longer once its end is
+    # being written (after-hooks run in reverse), so an abort never lands inside a status write.
     return [
         StructuredLogging(fmt=settings.log_format, level=settings.log_level),
         AgeLimit(),
@@ -33,7 +38,7 @@ def middleware_stack(settings: Settings) -> list[Middleware]:
         ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
-        Retries(
+        CancellableRetries(
             max_retries=settings.max_retries,
             min_backoff=settings.min_backoff_ms,
             max_backoff=settings.max_backoff_ms,
@@ -41,14 +46,19 @@ def middleware_stack(settings: Settings) -> list[Middleware]:
         CurrentMessage(),
         ArgumentValidation(),
         StatusMiddleware(send_deadline_s=settings.send_deadline_s, start_deadline_s=settings.write_deadline_s),
+        Abortable(backend=abort_backend),
         ProgressMiddleware(capacity=settings.progress_queue),
     ]
 
 
 def build_broker(settings: Settings, *, stub: bool = False) -> Broker:
     if stub:
-        return StubBroker(middleware=middleware_stack(settings))
-    return RedisBroker(url=settings.redis_url, namespace=settings.namespace, middleware=middleware_stack(settings))
+        return StubBroker(middleware=middleware_stack(settings, StubBackend()))
+    # Without decode_responses: with it, dramatiq-abort never aborts a running job.
+    backend = RedisBackend(client=redis.Redis.from_url(settings.redis_url), namespace=f"{settings.namespace}-abort:")
+    return RedisBroker(
+        url=settings.redis_url, namespace=settings.namespace, middleware=middleware_stack(settings, backend)
+    )
 
 
 def bind(broker: Broker, actors: Iterable[Actor]) -> None:

@@ -7,6 +7,7 @@ import time
 import dramatiq
 
 from middleware import current_job, report_progress
+from middleware.cancellation import raise_if_cancelled
 
 MAX_DELAY_MS = 3_600_000
 STEP_S = 0.05
@@ -41,6 +42,8 @@ def test_job(
     reported = 0
     while (remaining := deadline - time.monotonic()) > 0:
         time.sleep(min(STEP_S, remaining))
+        if check_cancellation:
+            raise_if_cancelled()
         done = min(99, int((time.monotonic() - started) * 100_000 / delay_ms))
         if done >= reported + 10:
             reported = done

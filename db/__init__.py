@@ -1,6 +1,6 @@
 """Storage of jobs and tenants in PostgreSQL: schema, migrations, transitions and queries."""
 
 from .connection import DatabaseUnavailable, configure, database, reconnecting
-from .migrate import migrate
+from .schema import migrate
 
 __all__ = ["DatabaseUnavailable", "configure", "database", "migrate", "reconnecting"]

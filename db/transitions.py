@@ -165,3 +165,25 @@ def _is_uuid(value: object) -> bool:
     except ValueError:
         return False
     return True
+
+
+def cancel(job_id: str, user_id: str, reason: str | None) -> Outcome:
+    """pending|retrying|active -> cancelled, if `user_id` owns the job or is an admin of its
+    organization; the outcome says why not otherwise ('forbidden', 'finished', ...)."""
+    if not _is_uuid(user_id):
+        raise UnknownUser(user_id)
+    try:
+        return _outcome("SELECT * FROM job_cancel(%s::uuid, %s::uuid, %s)", (job_id, str(user_id), reason))
+    except peewee.DatabaseError as error:
+        if pgcode(error) == UNKNOWN_USER:
+            raise UnknownUser(user_id) from None
+        raise
+
+
+def mark_stopped(job_id: str, attempt: int, worker_id: str, how: str) -> Outcome:
+    """Records that a running attempt stopped because its job was cancelled."""
+    return _outcome("SELECT * FROM job_stop(%s::uuid, %s, %s, %s)", (job_id, attempt, worker_id, how))
+
+
+def is_cancelled(job_id: str) -> bool:
+    return JobStatus.select().where(JobStatus.job_id == job_id, JobStatus.status == "cancelled").exists()

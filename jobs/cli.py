@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--json", action="store_true")
     command.set_defaults(run=_send)
 
+    command = commands.add_parser("cancel", help="cancel a job on behalf of its owner or an org admin")
+    command.add_argument("job_id")
+    command.add_argument("--as", dest="user", required=True, help="user id or email")
+    command.add_argument("--reason")
+    command.add_argument("--json", action="store_true")
+    command.set_defaults(run=_cancel)
+
     command = commands.add_parser("show", help="a job's status and history")
     command.add_argument("job_id")
     command.add_argument("--json", action="store_true")
@@ -155,6 +162,22 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
         _print_json(ids)
     else:
         print("\n".join(ids))
+    return 0
+
+
+def _cancel(args: argparse.Namespace, settings: Settings) -> int:
+    import actors  # noqa: F401 - configures the database, and the broker that carries the abort
+
+    from . import service
+
+    result = service.cancel_job(args.job_id, resolve_user(args.user), args.reason)
+    if args.json:
+        _print_json(result.__dict__)
+    elif result.outcome == "already_cancelled":
+        print(f"job {result.job_id} was already cancelled: nothing changed")
+    else:
+        running = " (it was running: its worker is being interrupted)" if result.interrupting else ""
+        print(f"job {result.job_id} cancelled{running}")
     return 0
 
 

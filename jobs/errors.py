@@ -56,3 +56,15 @@ class JobStartNotRecorded(MiddlewareError):
 class JobNotFound(JobError):
     def __init__(self, job_id: object) -> None:
         super().__init__(f"no job with id {job_id}")
+
+
+class PermissionDenied(JobError):
+    def __init__(self, user_id: object, job_id: object) -> None:
+        super().__init__(
+            f"user {user_id} may not cancel job {job_id}: only its owner or an admin of its organization may"
+        )
+
+
+class JobAlreadyFinished(JobError):
+    def __init__(self, job_id: object, status: str) -> None:
+        super().__init__(f"job {job_id} is already {status} and can no longer be cancelled")

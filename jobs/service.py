@@ -1,4 +1,4 @@
-"""What services call: send a job, read its status, list jobs, read a job's history."""
+"""What services call: send and cancel a job, read its status, list jobs, read a job's history."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from typing import Any
 from db import queries
 from middleware.options import OWNER
 
+from .cancellation import Cancellation, cancel_job
 from .errors import InvalidArguments, JobNotFound, UnknownJobType
+
+__all__ = ["Cancellation", "cancel_job", "get_job", "job_history", "list_jobs", "send_job"]
 
 
 def send_job(job_type: str, *, user_id: object, args: dict[str, Any] | None = None, delay_ms: int | None = None) -> str:

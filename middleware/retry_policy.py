@@ -11,6 +11,8 @@ from __future__ import annotations
 from dramatiq import Broker, Message
 from dramatiq.middleware import Retries
 
+from .cancellation import CANCELLATION
+
 
 def _retries(broker: Broker) -> Retries | None:
     return next((m for m in broker.middleware if isinstance(m, Retries)), None)
@@ -31,9 +33,10 @@ def max_attempts(broker: Broker, message: Message) -> int:
 
 
 def will_retry(broker: Broker, message: Message, exception: BaseException) -> bool:
-    """What Retries.after_process_message will decide for this failure (dramatiq 2.x)."""
+    """What Retries.after_process_message will decide for this failure (dramatiq 2.x, with
+    CancellableRetries' exception for cancellations)."""
     retries = _retries(broker)
-    if retries is None:
+    if retries is None or isinstance(exception, CANCELLATION):
         return False
     actor = broker.get_actor(message.actor_name)
     throws = message.options.get("throws") or actor.options.get("throws")

@@ -16,6 +16,7 @@ from db import transitions
 from db.connection import DatabaseUnavailable, database, reconnecting
 from jobs.errors import JobNotRecorded, JobStartNotRecorded, MissingOwner
 
+from .cancellation import CANCELLATION
 from .identity import worker_id
 from .options import ATTEMPT, OWNER, RECORDED
 from .retry_policy import max_attempts, will_retry
@@ -115,7 +116,7 @@ class StatusMiddleware(Middleware):
             bound.error("job_untracked")
             message.fail()
         elif outcome.outcome == "terminal":
-            bound.info("redelivery_skipped")
+            bound.info("delivery_skipped")
         else:
             bound.warning("transition_rejected")
         raise SkipMessage(f"job {message.message_id} is {outcome.status}")
@@ -130,6 +131,9 @@ class StatusMiddleware(Middleware):
     ) -> None:
         attempt = message.options.get(ATTEMPT)
         if attempt is None or isinstance(exception, JobStartNotRecorded):
+            return
+        if isinstance(exception, CANCELLATION):
+            self._stopped(message, attempt, how=type(exception).__name__)
             return
         me = worker_id()
         if exception is None:
@@ -163,6 +167,12 @@ class StatusMiddleware(Middleware):
             event = "job_retrying" if to == "retrying" else "job_failed"
             bound.info(event, outcome=outcome.outcome, error_type=failure.type, error=failure.message)
 
+    def after_skip_message(self, broker: Broker, message: Message) -> None:
+        # Skipped after its start was recorded: by Abortable, whose cancel key came in between.
+        attempt = message.options.get(ATTEMPT)
+        if attempt is not None:
+            self._stopped(message, attempt, how="skipped")
+
     def after_worker_thread_boot(self, broker: Broker, thread: Any) -> None:
         try:
             database.connect(reuse_if_open=True)
@@ -172,6 +182,31 @@ class StatusMiddleware(Middleware):
 
     def before_worker_thread_shutdown(self, broker: Broker, thread: Any) -> None:
         database.close()
+
+    def _stopped(self, message: Message, attempt: int, *, how: str) -> None:
+        me = worker_id()
+        bound = log.bind(
+            job_id=message.message_id,
+            job_type=message.actor_name,
+            attempt=attempt,
+            write="awaited",
+            worker=me,
+            transition="active -> cancelled",
+            how=how,
+        )
+        try:
+            outcome = reconnecting(
+                lambda: transitions.mark_stopped(message.message_id, attempt, me, how),
+                what="mark_stopped",
+                deadline_s=self.finish_deadline_s,
+            )
+        except (DatabaseUnavailable, peewee.DatabaseError) as error:
+            bound.critical("transition_not_recorded", error=str(error).strip())
+            return
+        if outcome.applied:
+            bound.info("job_interrupted", outcome=outcome.outcome, previous=outcome.previous)
+        else:
+            bound.warning("transition_rejected", outcome=outcome.outcome, status=outcome.status)
 
     def _reschedule(self, message: Message, delay: int) -> None:
         try:

@@ -18,17 +18,15 @@ CREATE FUNCTION job_event(
             COALESCE(p_details, '{}'), p_at);
 $$;
 
--- Records a refusal and says which kind it was.
-CREATE FUNCTION job_refuse(r job_status, p_wanted text, p_worker text, p_at timestamptz)
+-- Records a refusal; says 'terminal' when the job has finished, 'rejected' otherwise.
+CREATE FUNCTION job_refuse(r job_status, p_event text, p_wanted text, p_worker text, p_actor uuid,
+                           p_at timestamptz)
 RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    v_terminal boolean := (SELECT terminal FROM job_states WHERE status = r.status);
 BEGIN
-    PERFORM job_event(r.job_id,
-                      CASE WHEN v_terminal THEN 'redelivery_skipped' ELSE 'transition_rejected' END,
-                      r.status, NULL, r.attempts, NULL, p_worker,
+    PERFORM job_event(r.job_id, p_event, r.status, NULL, r.attempts, p_actor, p_worker,
                       jsonb_build_object('wanted', p_wanted), p_at);
-    RETURN CASE WHEN v_terminal THEN 'terminal' ELSE 'rejected' END;
+    RETURN CASE WHEN (SELECT terminal FROM job_states WHERE status = r.status)
+                THEN 'terminal' ELSE 'rejected' END;
 END $$;
 
 CREATE FUNCTION job_enqueue(
@@ -82,7 +80,9 @@ BEGIN
     END IF;
     v_now := GREATEST(clock_timestamp(), r.updated_at);
     IF r.status NOT IN ('pending', 'retrying') THEN
-        RETURN QUERY SELECT job_refuse(r, 'active', p_worker, v_now), r.status, r.status, r.attempts;
+        RETURN QUERY SELECT job_refuse(r, CASE WHEN r.status IN ('completed', 'failed', 'cancelled')
+                                               THEN 'delivery_skipped' ELSE 'transition_rejected' END,
+                                       'active', p_worker, NULL, v_now), r.status, r.status, r.attempts;
         RETURN;
     END IF;
     UPDATE job_status j
@@ -118,7 +118,8 @@ BEGIN
     END IF;
     v_now := GREATEST(clock_timestamp(), r.updated_at);
     IF r.status <> 'active' OR r.attempts <> p_attempt THEN
-        RETURN QUERY SELECT job_refuse(r, p_to, p_worker, v_now), r.status, r.status, r.attempts;
+        RETURN QUERY SELECT job_refuse(r, 'transition_rejected', p_to, p_worker, NULL, v_now),
+                            r.status, r.status, r.attempts;
         RETURN;
     END IF;
     UPDATE job_status j

@@ -70,6 +70,6 @@ def test_redelivery_of_a_completed_job_is_skipped(redis_broker, redis_worker, te
     wait_for(all_terminal([message.message_id]), what="the job to finish")
 
     redis_broker.enqueue(message)
-    wait_for(lambda: events(message.message_id)[-1][0] == "redelivery_skipped", what="the redelivery to be skipped")
+    wait_for(lambda: events(message.message_id)[-1][0] == "delivery_skipped", what="the redelivery to be skipped")
     job = service.get_job(message.message_id)
     assert (job["status"], job["attempts"]) == ("completed", 1)

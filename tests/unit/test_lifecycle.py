@@ -117,7 +117,7 @@ def test_redelivered_message_of_a_completed_job_is_skipped(stub_broker, stub_wor
 
     after = service.get_job(message.message_id)
     assert after == before
-    assert events(message.message_id)[-1] == ("redelivery_skipped", "completed", None, 1)
+    assert events(message.message_id)[-1] == ("delivery_skipped", "completed", None, 1)
 
 
 def test_second_delivery_of_a_running_job_is_refused(stub_broker, tenants):

@@ -53,10 +53,24 @@ def test_progress_of_an_earlier_attempt_is_ignored(tenants, stub_broker):
 
     writer = ProgressWriter()
     writer.submit(job_id, 1, 90, "from attempt 1")
-    writer.submit(job_id, 2, 10, "from attempt 2")  # supersedes the first while both wait
-    writer.submit(job_id, 1, 95, "from attempt 1 again")
-    assert writer.close(timeout=5)
+    assert writer.flush(timeout=5)
     assert service.get_job(job_id)["progress"] == 0
+    writer.submit(job_id, 2, 10, "from attempt 2")
+    assert writer.close(timeout=5)
+    assert service.get_job(job_id)["progress"] == 10
+
+
+def test_newest_waiting_report_of_a_job_supersedes_the_older(tenants, stub_broker):
+    job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
+    assert transitions.mark_active(job_id, "w").applied
+
+    writer = ProgressWriter()
+    with writer._cond:  # hold the writer so that all three wait together
+        for percent in (10, 20, 30):
+            writer.submit(job_id, 1, percent, f"at {percent}")
+    assert writer.close(timeout=5)
+    job = service.get_job(job_id)
+    assert (job["progress"], job["progress_message"]) == (30, "at 30")
 
 
 def test_full_writer_drops_and_says_so(tenants, stub_broker, log_records):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
@@ -9,11 +10,18 @@ import psycopg2
 import psycopg2.errors
 import structlog
 
+from jobs.errors import JobError
+
 log = structlog.get_logger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Serialises concurrent migrators (several workers starting at once).
 LOCK_KEY = 7_140_001
+
+
+class MigrationChanged(JobError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"migration {name} changed after it was applied: add a new migration instead")
 
 
 def create_database_if_missing(url: str) -> bool:
@@ -48,15 +56,20 @@ def migrate(url: str) -> list[str]:
             cursor.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 " name text PRIMARY KEY,"
+                " checksum text NOT NULL,"
                 " applied_at timestamptz NOT NULL DEFAULT clock_timestamp())"
             )
-            cursor.execute("SELECT name FROM schema_migrations")
-            done = {row[0] for row in cursor.fetchall()}
+            cursor.execute("SELECT name, checksum FROM schema_migrations")
+            done = dict(cursor.fetchall())
             for path in sorted(MIGRATIONS.glob("*.sql")):
+                sql = path.read_text()
+                checksum = hashlib.sha256(sql.encode()).hexdigest()
                 if path.name in done:
+                    if done[path.name] != checksum:
+                        raise MigrationChanged(path.name)
                     continue
-                cursor.execute(path.read_text())
-                cursor.execute("INSERT INTO schema_migrations (name) VALUES (%s)", (path.name,))
+                cursor.execute(sql)
+                cursor.execute("INSERT INTO schema_migrations (name, checksum) VALUES (%s, %s)", (path.name, checksum))
                 applied_now.append(path.name)
                 log.info("migration_applied", migration=path.name)
     finally:

@@ -1,0 +1,43 @@
+"""What stops a job that was cancelled, and the Retries that never retries it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dramatiq import Broker, Message
+from dramatiq.middleware import Retries
+from dramatiq_abort import Abort
+
+from db import transitions
+
+from .context import current_job
+
+
+class JobCancelled(Exception):
+    """Raised by a job that noticed it was cancelled (see raise_if_cancelled)."""
+
+
+#: Exceptions that end an attempt because its job was cancelled: never retried, never failed.
+CANCELLATION: tuple[type[BaseException], ...] = (Abort, JobCancelled)
+
+
+def raise_if_cancelled() -> None:
+    """For code that an asynchronous abort can't interrupt (C code, long system calls): checks
+    the database, where the cancellation is recorded before any abort is sent."""
+    job = current_job()
+    if transitions.is_cancelled(job.job_id):
+        raise JobCancelled(f"job {job.job_id} was cancelled")
+
+
+class CancellableRetries(Retries):
+    """Dramatiq's Retries, except that an attempt stopped by a cancellation is not retried.
+
+    dramatiq-abort's Abort is an ordinary failure to Retries, which would enqueue the job again.
+    """
+
+    def after_process_message(
+        self, broker: Broker, message: Message, *, result: Any = None, exception: BaseException | None = None
+    ) -> None:
+        if isinstance(exception, CANCELLATION):
+            return
+        super().after_process_message(broker, message, result=result, exception=exception)
