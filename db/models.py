@@ -82,6 +82,7 @@ class JobStatus(Base):
     failed_at = peewee.DateTimeField(null=True)
     cancelled_at = peewee.DateTimeField(null=True)
     cancelled_by = peewee.UUIDField(null=True)
+    cancel_reason = peewee.TextField(null=True)
     updated_at = peewee.DateTimeField()
     worker_id = peewee.TextField(null=True)
 

@@ -25,6 +25,29 @@ class _ResultsNotice(logging.Filter):
         return not (record.name == "dramatiq.worker.WorkerThread" and "Results middleware" in record.getMessage())
 
 
+class InterruptSafeHandler(logging.StreamHandler):
+    """A StreamHandler whose lock can't be leaked by an asynchronous exception.
+
+    dramatiq-abort (Abort) and Dramatiq's TimeLimit raise exceptions into a running worker
+    thread at any bytecode. logging.Handler.handle in Python < 3.13 calls acquire() before its
+    try: an exception landing in between leaves the lock held forever, and every thread that logs
+    then hangs (flush, called by emit, has the same gap). `with` takes the lock and arms its
+    release in one step.
+    """
+
+    def handle(self, record: logging.LogRecord) -> logging.LogRecord | bool:
+        rv = self.filter(record)
+        if rv:
+            with self.lock:
+                self.emit(record)
+        return rv
+
+    def flush(self) -> None:
+        with self.lock:
+            if self.stream and hasattr(self.stream, "flush"):
+                self.stream.flush()
+
+
 def configure_logging(fmt: str = "auto", level: str = "INFO", stream: TextIO | None = None) -> None:
     stream = stream or sys.stderr
     as_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
@@ -42,7 +65,7 @@ def configure_logging(fmt: str = "auto", level: str = "INFO", stream: TextIO | N
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(stream)
+    handler = InterruptSafeHandler(stream)
     handler.addFilter(_ResultsNotice())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(

@@ -144,8 +144,10 @@ class _Collect(logging.Handler):
         super().__init__(logging.DEBUG)
         self.records: list[logging.LogRecord] = []
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def handle(self, record: logging.LogRecord) -> bool:
+        # No lock: an Abort landing in a worker thread must not leave one held (see jobs/logs.py).
         self.records.append(record)
+        return True
 
 
 @pytest.fixture

@@ -60,7 +60,7 @@ def test_progress_of_an_earlier_attempt_is_ignored(tenants, stub_broker):
     assert service.get_job(job_id)["progress"] == 10
 
 
-def test_newest_waiting_report_of_a_job_supersedes_the_older(tenants, stub_broker):
+def test_newest_waiting_report_of_a_job_supersedes_the_older(tenants, stub_broker, log_records):
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
     assert transitions.mark_active(job_id, "w").applied
 
@@ -71,6 +71,8 @@ def test_newest_waiting_report_of_a_job_supersedes_the_older(tenants, stub_broke
     assert writer.close(timeout=5)
     job = service.get_job(job_id)
     assert (job["progress"], job["progress_message"]) == (30, "at 30")
+    written = [fields(r) for r in log_records if fields(r)["event"] == "progress_written"]
+    assert [(w["job_id"], w["progress"]) for w in written] == [(job_id, 30)], "one write for the three reports"
 
 
 def test_full_writer_drops_and_says_so(tenants, stub_broker, log_records):

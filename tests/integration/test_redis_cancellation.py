@@ -1,0 +1,107 @@
+"""Cancellation through the real Redis broker and dramatiq-abort's Redis backend."""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+import time
+
+from dramatiq_abort import Abortable
+
+from db.connection import database
+from jobs import service
+from jobs.errors import JobAlreadyFinished
+from tests.conftest import running
+from tests.helpers import all_terminal, broken_rows, events, out_of_order_events, statuses, wait_for
+
+
+def abort_keys(broker) -> list[bytes]:
+    backend = next(m for m in broker.middleware if isinstance(m, Abortable)).backend
+    return list(broker.client.scan_iter(match=backend.namespace + "*"))
+
+
+def test_running_job_is_interrupted_promptly(redis_broker, redis_worker, tenants):
+    owner = tenants.acme.members[0]
+    job_id = service.send_job("test_job", user_id=owner, args={"delay_ms": 30_000})
+    wait_for(lambda: service.get_job(job_id)["status"] == "active", what="the job to start")
+
+    assert service.cancel_job(job_id, owner).interrupting
+    wait_for(lambda: events(job_id)[-1][0] == "execution_stopped", what="the running job to stop", timeout=5)
+    assert [e[0] for e in events(job_id)].count("started") == 1
+    assert service.get_job(job_id)["status"] == "cancelled"
+
+
+def test_cancel_request_older_than_the_abort_expiry_still_stops_the_job(redis_broker, tenants):
+    """No worker runs while the job waits; every abort key is gone (as after its TTL) when one
+    starts: the job still never runs, because the request is in PostgreSQL."""
+    owner = tenants.globex.members[1]
+    queued = service.send_job("test_job", user_id=owner)
+    delayed = service.send_job("test_job", user_id=owner, delay_ms=200)
+    service.cancel_job(queued, owner)
+    service.cancel_job(delayed, tenants.globex.admin)
+    for key in abort_keys(redis_broker):
+        redis_broker.client.delete(key)
+
+    with running(redis_broker, threads=2):
+        wait_for(
+            lambda: [events(j)[-1][0] for j in (queued, delayed)] == ["delivery_skipped"] * 2,
+            what="both deliveries to be skipped",
+        )
+    assert statuses([queued, delayed]) == {queued: "cancelled", delayed: "cancelled"}
+    assert "started" not in [e[0] for j in (queued, delayed) for e in events(j)]
+
+
+def test_cancel_racing_completion_ends_in_one_terminal_state_each_time(redis_broker, redis_worker, tenants):
+    """Each job gets a cancel request at a random moment of its short life: before it starts,
+    while it runs, or just after it ends."""
+    owner = tenants.acme.members[1]
+    rng = random.Random(7)
+    requests: queue.Queue = queue.Queue()
+    refused: set[str] = set()
+
+    def cancel_each() -> None:
+        while (item := requests.get()) is not None:
+            job_id, due = item
+            threading.Event().wait(max(0.0, due - time.monotonic()))  # the stimulus's moment
+            try:
+                service.cancel_job(job_id, owner)
+            except JobAlreadyFinished:
+                refused.add(job_id)
+        database.close()
+
+    canceller = threading.Thread(target=cancel_each)
+    canceller.start()
+    job_ids = []
+    for _ in range(150):
+        job_ids.append(service.send_job("test_job", user_id=owner, args={"delay_ms": rng.randrange(0, 20)}))
+        requests.put((job_ids[-1], time.monotonic() + rng.random() / 40))
+    requests.put(None)
+    canceller.join(timeout=60)
+    assert not canceller.is_alive()
+    wait_for(all_terminal(job_ids), what="every raced job to finish", timeout=30)
+
+    final = statuses(job_ids)
+    completed = {j for j, s in final.items() if s == "completed"}
+    cancelled = {j for j, s in final.items() if s == "cancelled"}
+    assert completed | cancelled == set(job_ids)
+    assert completed == refused, "a completed job is exactly one whose cancel was refused"
+    assert completed and cancelled, f"the race should go both ways: {len(completed)} completed"
+    both = database.execute_sql(
+        "SELECT count(*) FROM job_status WHERE completed_at IS NOT NULL AND cancelled_at IS NOT NULL"
+    ).fetchone()[0]
+    assert both == 0
+    for job_id in completed:
+        assert events(job_id)[-1][0] == "cancel_refused"
+
+    def after_cancel(job_id: str) -> list[str]:
+        names = [e[0] for e in events(job_id)]
+        return names[names.index("cancelled") + 1 :]
+
+    # Cancelled before it started (its delivery is skipped), or while it ran (its end is refused,
+    # or the abort stops it): the worker's side comes after the row is final.
+    wait_for(lambda: all(after_cancel(j) for j in cancelled), what="the workers' side of each cancel")
+    for job_id in cancelled:
+        assert after_cancel(job_id) in (["delivery_skipped"], ["transition_rejected"], ["execution_stopped"])
+    assert out_of_order_events() == []
+    assert broken_rows() == []
