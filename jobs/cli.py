@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jobs", description=__doc__)
-    parser.add_argument("--log-level", default=os.environ.get("JOBS_LOG_LEVEL", "WARNING"))
+    parser.add_argument("--log-level", default=os.environ.get("JOBS_LOG_LEVEL", "ERROR"))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     command = commands.add_parser("migrate", help="create the database if needed and apply new migrations")
@@ -196,7 +196,12 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
     print("\nhistory:")
     for event in history:
         change = f"{event['from_status'] or ''} -> {event['to_status']}" if event["to_status"] else ""
-        print(f"  {event['created_at']:%H:%M:%S.%f}  {event['event']:<20} {change:<22} attempt {event['attempt']}")
+        notes = [f"by {event['actor_user_id']}"] if event["actor_user_id"] else []
+        notes += [f"{key}={value}" for key, value in event["details"].items()]
+        print(
+            f"  {event['created_at']:%H:%M:%S.%f}  {event['event']:<20} {change:<24} attempt {event['attempt']}"
+            f"  {' '.join(notes)}".rstrip()
+        )
     return 0
 
 

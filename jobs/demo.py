@@ -27,6 +27,8 @@ class Planned:
     args: dict[str, Any]
     delay_ms: int | None
     expected: str
+    #: The demo cancels it, as its organization's admin, once it runs.
+    cancel_while_running: bool = False
 
 
 def _plan(tenants: dict[str, Any]) -> list[Planned]:
@@ -34,6 +36,7 @@ def _plan(tenants: dict[str, Any]) -> list[Planned]:
     return [
         Planned("quick", "test_job", 0, {}, None, "completed"),
         Planned("slow, reports progress", "test_job", 0, {"delay_ms": 4000}, None, "completed"),
+        Planned("cancelled while running", "test_job", 1, {"delay_ms": 20_000}, None, "cancelled", True),
         Planned("starts after 2 s", "test_job", 1, {"delay_ms": 500}, 2000, "completed"),
         Planned("fails on purpose", "test_job", 1, {"should_fail": True}, None, "failed"),
         Planned("fails twice, then works", "test_job", 0, {"fail_attempts": 2}, None, "completed"),
@@ -73,7 +76,7 @@ def run_demo(settings: Settings, *, processes: int, threads: int, timeout: float
             user = tenants["organizations"][item.org]["users"][1]["id"]
             jobs.append(service.send_job(item.job_type, user_id=user, args=item.args, delay_ms=item.delay_ms))
         print(f"sent {len(jobs)} jobs to {processes} worker processes x {threads} threads (worker logs: {log_path})\n")
-        rows = _watch(jobs, plan, timeout)
+        rows = _watch(jobs, plan, tenants, timeout)
     finally:
         workers.send_signal(signal.SIGTERM)
         workers.wait(timeout=60)
@@ -95,14 +98,20 @@ def run_demo(settings: Settings, *, processes: int, threads: int, timeout: float
     return 0 if workers.returncode == 0 else 1
 
 
-def _watch(jobs: list[str], plan: list[Planned], timeout: float) -> dict[str, dict[str, Any]]:
+def _watch(jobs: list[str], plan: list[Planned], tenants: dict[str, Any], timeout: float) -> dict[str, dict[str, Any]]:
     from . import service
 
     live = sys.stdout.isatty()
     deadline = time.monotonic() + timeout
     last = None
+    to_cancel = {job_id: item for item, job_id in zip(plan, jobs, strict=True) if item.cancel_while_running}
     while True:
         rows = {job_id: service.get_job(job_id) for job_id in jobs}
+        for job_id, item in list(to_cancel.items()):
+            if rows[job_id]["status"] == "active" and rows[job_id]["progress"] >= 10:
+                admin = next(u for u in tenants["organizations"][item.org]["users"] if u["role"] == "admin")
+                service.cancel_job(job_id, admin["id"], reason="cancelled by the demo")
+                del to_cancel[job_id]
         table = _table(jobs, plan, rows)
         if live:
             print("\x1b[H\x1b[J" + table, flush=True)

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from jobs import service
-from tests.helpers import all_terminal, statuses, wait_for
+from tests.helpers import all_terminal, events, statuses, wait_for
 
 
 @pytest.fixture
@@ -56,3 +56,19 @@ def test_dramatiq_worker_process_runs_every_kind_of_job(worker_process, tenants)
     assert {w["event"] for w in writes} >= {"job_started", "job_completed", "job_failed", "job_retrying"}
     assert all(w["write"] == "awaited" and w["job_id"] in expected for w in writes)
     assert any(line["logger"].startswith("dramatiq") for line in lines), "Dramatiq's own lines are JSON too"
+
+
+def test_dramatiq_worker_process_honours_cancellations(worker_process, tenants):
+    owner, admin = tenants.acme.members[0], tenants.acme.admin
+    running = service.send_job("test_job", user_id=owner, args={"delay_ms": 30_000})
+    delayed = service.send_job("test_job", user_id=owner, delay_ms=500)
+    service.cancel_job(delayed, owner, reason="not needed")
+    wait_for(lambda: service.get_job(running)["status"] == "active", what="the long job to start", timeout=30)
+
+    assert service.cancel_job(running, admin, reason="stop it").interrupting
+    wait_for(lambda: events(running)[-1][0] == "execution_stopped", what="the worker to stop the job", timeout=10)
+    wait_for(lambda: events(delayed)[-1][0] == "delivery_skipped", what="the delayed job's delivery", timeout=10)
+
+    assert statuses([running, delayed]) == {running: "cancelled", delayed: "cancelled"}
+    assert [e[0] for e in events(running)].count("started") == 1, "never retried"
+    assert "started" not in [e[0] for e in events(delayed)]

@@ -26,7 +26,7 @@ def test_aborts_landing_while_a_thread_logs_leave_the_handler_usable():
         for _ in range(300):
             started = threading.Event()
 
-            def log_forever() -> None:
+            def log_forever(started: threading.Event = started) -> None:
                 nonlocal aborted
                 try:
                     started.set()
