@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
 import peewee
 
@@ -17,6 +16,7 @@ from jobs.errors import UnknownCourse, UnknownUser
 
 from .connection import database, pgcode
 from .models import JobStatus
+from .queries import parse_uuid
 
 UNKNOWN_USER = "JB001"
 UNKNOWN_COURSE = "JB002"
@@ -60,9 +60,9 @@ def record_enqueued(
     delay_ms: int | None,
 ) -> bool:
     """Inserts the pending row and its event; False when the row was there already."""
-    if not _is_uuid(user_id):
+    if parse_uuid(user_id) is None:
         raise UnknownUser(user_id)
-    if not _is_uuid(course_id):
+    if course_id is not None and parse_uuid(course_id) is None:
         raise UnknownCourse(course_id, user_id)
     try:
         cursor = database.execute_sql(
@@ -157,20 +157,10 @@ def record_progress(job_id: str, attempt: int, progress: int, message: str | Non
     return updated == 1
 
 
-def _is_uuid(value: object) -> bool:
-    if value is None or isinstance(value, UUID):
-        return True
-    try:
-        UUID(str(value))
-    except ValueError:
-        return False
-    return True
-
-
 def cancel(job_id: str, user_id: str, reason: str | None) -> Outcome:
     """pending|retrying|active -> cancelled, if `user_id` owns the job or is an admin of its
     organization; the outcome says why not otherwise ('forbidden', 'finished', ...)."""
-    if not _is_uuid(user_id):
+    if parse_uuid(user_id) is None:
         raise UnknownUser(user_id)
     try:
         return _outcome("SELECT * FROM job_cancel(%s::uuid, %s::uuid, %s)", (job_id, str(user_id), reason))

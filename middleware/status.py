@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import peewee
@@ -132,40 +133,30 @@ class StatusMiddleware(Middleware):
         attempt = message.options.get(ATTEMPT)
         if attempt is None or isinstance(exception, JobStartNotRecorded):
             return
-        if isinstance(exception, CANCELLATION):
-            self._stopped(message, attempt, how=type(exception).__name__)
-            return
-        me = worker_id()
+        job_id, me = message.message_id, worker_id()
         if exception is None:
-            to, failure = "completed", None
+            result = _jsonable(result)
+            self._end(
+                message, attempt, me, "completed", lambda: transitions.mark_completed(job_id, attempt, me, result)
+            )
+        elif isinstance(exception, CANCELLATION):
+            self._stopped(message, attempt, how=type(exception).__name__)
         else:
-            to = "retrying" if will_retry(broker, message, exception) else "failed"
             failure = _failure(exception)
-        write = {
-            "completed": lambda: transitions.mark_completed(message.message_id, attempt, me, _jsonable(result)),
-            "retrying": lambda: transitions.mark_retrying(message.message_id, attempt, me, failure),
-            "failed": lambda: transitions.mark_failed(message.message_id, attempt, me, failure),
-        }[to]
-        bound = log.bind(
-            job_id=message.message_id,
-            job_type=message.actor_name,
-            attempt=attempt,
-            write="awaited",
-            worker=me,
-            transition=f"active -> {to}",
-        )
-        try:
-            outcome = reconnecting(write, what=f"mark_{to}", deadline_s=self.finish_deadline_s)
-        except (DatabaseUnavailable, peewee.DatabaseError) as error:
-            bound.critical("transition_not_recorded", error=str(error).strip())
-            return
-        if not outcome.applied:
-            bound.warning("transition_rejected", outcome=outcome.outcome, status=outcome.status)
-        elif failure is None:
-            bound.info("job_completed", outcome=outcome.outcome)
-        else:
-            event = "job_retrying" if to == "retrying" else "job_failed"
-            bound.info(event, outcome=outcome.outcome, error_type=failure.type, error=failure.message)
+            mark, to = (
+                (transitions.mark_retrying, "retrying")
+                if will_retry(broker, message, exception)
+                else (transitions.mark_failed, "failed")
+            )
+            self._end(
+                message,
+                attempt,
+                me,
+                to,
+                lambda: mark(job_id, attempt, me, failure),
+                error_type=failure.type,
+                error=failure.message,
+            )
 
     def after_skip_message(self, broker: Broker, message: Message) -> None:
         # Skipped after its start was recorded: by Abortable, whose cancel key came in between.
@@ -185,26 +176,44 @@ class StatusMiddleware(Middleware):
 
     def _stopped(self, message: Message, attempt: int, *, how: str) -> None:
         me = worker_id()
+        self._end(
+            message,
+            attempt,
+            me,
+            "cancelled",
+            lambda: transitions.mark_stopped(message.message_id, attempt, me, how),
+            how=how,
+        )
+
+    def _end(
+        self,
+        message: Message,
+        attempt: int,
+        me: str,
+        to: str,
+        write: Callable[[], transitions.Outcome],
+        **fields: Any,
+    ) -> None:
+        """Records the end of an attempt; it never gives up by default (see finish_deadline_s)."""
+        event = {"completed": "job_completed", "retrying": "job_retrying", "failed": "job_failed"}.get(
+            to, "job_interrupted"
+        )
         bound = log.bind(
             job_id=message.message_id,
             job_type=message.actor_name,
             attempt=attempt,
             write="awaited",
             worker=me,
-            transition="active -> cancelled",
-            how=how,
+            transition=f"active -> {to}",
+            **fields,
         )
         try:
-            outcome = reconnecting(
-                lambda: transitions.mark_stopped(message.message_id, attempt, me, how),
-                what="mark_stopped",
-                deadline_s=self.finish_deadline_s,
-            )
+            outcome = reconnecting(write, what=event, deadline_s=self.finish_deadline_s)
         except (DatabaseUnavailable, peewee.DatabaseError) as error:
             bound.critical("transition_not_recorded", error=str(error).strip())
             return
         if outcome.applied:
-            bound.info("job_interrupted", outcome=outcome.outcome, previous=outcome.previous)
+            bound.info(event, outcome=outcome.outcome)
         else:
             bound.warning("transition_rejected", outcome=outcome.outcome, status=outcome.status)
 
