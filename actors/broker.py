@@ -24,6 +24,7 @@ from dramatiq_abort.backends import RedisBackend, StubBackend
 from jobs.config import Settings
 from middleware import ArgumentValidation, ProgressMiddleware, StatusMiddleware, StructuredLogging
 from middleware.cancellation import CancellableRetries
+from middleware.recovery import Recovery
 
 
 def middleware_stack(settings: Settings, abort_backend: EventBackend) -> list[Middleware]:
@@ -48,6 +49,11 @@ def middleware_stack(settings: Settings, abort_backend: EventBackend) -> list[Mi
         StatusMiddleware(send_deadline_s=settings.send_deadline_s, start_deadline_s=settings.write_deadline_s),
         Abortable(backend=abort_backend),
         ProgressMiddleware(capacity=settings.progress_queue),
+        Recovery(
+            heartbeat_s=settings.heartbeat_s,
+            window_s=settings.recovery_window_s,
+            max_deliveries=settings.max_deliveries,
+        ),
     ]
 
 

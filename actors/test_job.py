@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import dramatiq
@@ -21,11 +23,13 @@ class IntentionalTransientFailure(Exception):
     """Asked for with fail_attempts=N; retried like any ordinary error."""
 
 
-def validate(delay_ms: int, should_fail: bool, fail_attempts: int, check_cancellation: bool) -> None:
+def validate(delay_ms: int, should_fail: bool, fail_attempts: int, check_cancellation: bool, kill_worker: bool) -> None:
     if not 0 <= delay_ms <= MAX_DELAY_MS:
         raise ValueError(f"delay_ms must be from 0 to {MAX_DELAY_MS}, not {delay_ms}")
     if fail_attempts < 0:
         raise ValueError(f"fail_attempts must be 0 or more, not {fail_attempts}")
+    if kill_worker and os.environ.get("JOBS_ALLOW_FAULT_INJECTION") != "1":
+        raise ValueError("kill_worker is refused unless JOBS_ALLOW_FAULT_INJECTION=1 (it kills the worker process)")
 
 
 @dramatiq.actor(validate=validate, throws=(IntentionalFailure,))
@@ -34,8 +38,12 @@ def test_job(
     should_fail: bool = False,
     fail_attempts: int = 0,
     check_cancellation: bool = False,
+    kill_worker: bool = False,
 ) -> dict:
     job = current_job()
+    if kill_worker:
+        # As a job that runs its worker out of memory would: no hook, no cleanup.
+        os.kill(os.getpid(), signal.SIGKILL)
     # Small steps, so that an asynchronous abort lands promptly (it can't interrupt a long sleep).
     started = time.monotonic()
     deadline = started + delay_ms / 1000

@@ -85,6 +85,8 @@ class JobStatus(Base):
     cancel_reason = peewee.TextField(null=True)
     updated_at = peewee.DateTimeField()
     worker_id = peewee.TextField(null=True)
+    lost_deliveries = peewee.IntegerField()
+    worker_process = peewee.TextField(null=True)
 
     class Meta:
         table_name = "job_status"

@@ -177,3 +177,33 @@ def mark_stopped(job_id: str, attempt: int, worker_id: str, how: str) -> Outcome
 
 def is_cancelled(job_id: str) -> bool:
     return JobStatus.select().where(JobStatus.job_id == job_id, JobStatus.status == "cancelled").exists()
+
+
+@dataclass(frozen=True)
+class Reaped:
+    job_id: str
+    job_type: str
+    queue: str
+    user_id: str
+    course_id: str | None
+    args: list[Any]
+    kwargs: dict[str, Any]
+    #: 'retrying' (to be published again) or 'failed' (its delivery limit reached).
+    outcome: str
+
+
+def heartbeat(worker_process: str, hostname: str, pid: int) -> None:
+    database.execute_sql("SELECT worker_heartbeat(%s, %s, %s)", (worker_process, hostname, pid))
+
+
+def worker_stopped(worker_process: str) -> None:
+    database.execute_sql("SELECT worker_stopped(%s)", (worker_process,))
+
+
+def reap(window_ms: int, max_lost_deliveries: int) -> list[Reaped]:
+    """Takes back the active jobs of silent workers: see job_reap in 0005_recovery.sql."""
+    rows = database.execute_sql("SELECT * FROM job_reap(%s, %s)", (window_ms, max_lost_deliveries)).fetchall()
+    return [
+        Reaped(str(job_id), job_type, queue, str(user_id), course_id and str(course_id), args, kwargs, outcome)
+        for job_id, job_type, queue, user_id, course_id, args, kwargs, outcome in rows
+    ]

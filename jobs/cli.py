@@ -71,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--json", action="store_true")
     command.set_defaults(run=_cancel)
 
+    command = commands.add_parser("reap", help="take back the jobs of lost workers now (workers also do it)")
+    command.add_argument("--json", action="store_true")
+    command.set_defaults(run=_reap)
+
     command = commands.add_parser("show", help="a job's status and history")
     command.add_argument("job_id")
     command.add_argument("--json", action="store_true")
@@ -230,3 +234,17 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from .demo import run_demo
 
     return run_demo(settings, processes=args.processes, threads=args.threads, timeout=args.timeout)
+
+
+def _reap(args: argparse.Namespace, settings: Settings) -> int:
+    from actors import broker
+    from middleware.recovery import recover_lost_jobs
+
+    reaped = recover_lost_jobs(broker, window_s=settings.recovery_window_s, max_deliveries=settings.max_deliveries)
+    if args.json:
+        _print_json([job.__dict__ for job in reaped])
+    else:
+        for job in reaped:
+            print(f"{job.job_id}  {job.job_type:<11} -> {job.outcome}")
+        print(f"{len(reaped)} job(s) of lost workers taken back")
+    return 0

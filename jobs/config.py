@@ -30,6 +30,12 @@ class Settings:
     send_deadline_s: float = 5.0
     #: JOBS_WRITE_DEADLINE_S: how long a worker keeps trying to record a job's start.
     write_deadline_s: float = 30.0
+    #: JOBS_HEARTBEAT_S: how often a worker process heart-beats and looks for lost jobs.
+    heartbeat_s: float = 5.0
+    #: JOBS_RECOVERY_WINDOW_S: how long a silent worker is presumed alive before its jobs are taken back.
+    recovery_window_s: float = 30.0
+    #: JOBS_MAX_DELIVERIES: deliveries a job may lose with its worker before it fails.
+    max_deliveries: int = 3
     #: JOBS_PROGRESS_QUEUE: most progress updates waiting to be written; more are dropped.
     progress_queue: int = 10_000
     #: JOBS_LOG_FORMAT: json, console, or auto (console on a terminal, JSON otherwise).
@@ -50,6 +56,12 @@ class Settings:
             except ValueError:
                 raise ConfigurationError(f"{name}={raw!r} is not a valid {type(field.default).__name__}") from None
         settings = cls(**values)
+        if settings.recovery_window_s <= 2 * settings.heartbeat_s:
+            raise ConfigurationError(
+                "JOBS_RECOVERY_WINDOW_S must be more than twice JOBS_HEARTBEAT_S, or live workers look lost"
+            )
+        if settings.max_deliveries < 1:
+            raise ConfigurationError("JOBS_MAX_DELIVERIES must be 1 or more")
         if settings.log_format not in ("auto", "json", "console"):
             raise ConfigurationError(f"JOBS_LOG_FORMAT must be auto, json or console, not {settings.log_format!r}")
         return settings

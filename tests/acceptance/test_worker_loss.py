@@ -1,0 +1,83 @@
+"""Real worker processes killed with SIGKILL: their jobs are recovered, never lost or stuck."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from jobs import service
+from middleware.recovery import recover_lost_jobs
+from tests.helpers import events, wait_for
+
+RECOVERY = {"JOBS_HEARTBEAT_S": "0.2", "JOBS_RECOVERY_WINDOW_S": "1.0", "JOBS_MAX_DELIVERIES": "2"}
+WINDOW_S = 1.0
+
+
+@pytest.fixture
+def workers(redis_broker, tmp_path):
+    """Starts `dramatiq actors` processes with a short recovery window; stops what is left."""
+    started: list[subprocess.Popen] = []
+
+    def start() -> subprocess.Popen:
+        log = open(tmp_path / f"worker-{len(started)}.log", "w")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dramatiq", "actors", "--processes", "1", "--threads", "2"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **RECOVERY, "JOBS_LOG_FORMAT": "json"},
+        )
+        log.close()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+
+
+def holder_pid(job_id: str) -> int:
+    # worker_id is host:pid:boot/thread
+    return int(service.get_job(job_id)["worker_id"].split(":")[1])
+
+
+def test_job_of_a_killed_worker_completes_on_another_worker(workers, tenants):
+    first, second = workers(), workers()
+    job_id = service.send_job("test_job", user_id=tenants.acme.members[0], args={"delay_ms": 2000})
+    wait_for(lambda: service.get_job(job_id)["status"] == "active", what="the job to start", timeout=30)
+
+    victim = holder_pid(job_id)
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: service.get_job(job_id)["status"] == "completed", what="recovery and completion", timeout=20)
+
+    job = service.get_job(job_id)
+    assert (job["attempts"], job["lost_deliveries"]) == (2, 1)
+    assert holder_pid(job_id) != victim
+    names = [e[0] for e in events(job_id)]
+    assert names == ["enqueued", "started", "worker_lost", "started", "completed"]
+    assert sum(p.poll() is None for p in (first, second)) == 1, "exactly the victim's dramatiq exited"
+
+
+def test_job_that_kills_its_worker_every_time_fails_after_the_delivery_limit(
+    workers, tenants, redis_broker, monkeypatch
+):
+    monkeypatch.setenv("JOBS_ALLOW_FAULT_INJECTION", "1")
+    job_id = service.send_job("test_job", user_id=tenants.acme.members[0], args={"kill_worker": True})
+    for delivery in (1, 2):
+        process = workers()
+        assert process.wait(timeout=30) != 0, f"delivery {delivery} killed its worker"
+    # The second worker died too: nobody is left to reap, so do it here, as `jobs reap` would.
+    wait_for(
+        lambda: recover_lost_jobs(redis_broker, window_s=WINDOW_S, max_deliveries=2),
+        what="the job of the dead workers to be reaped",
+        timeout=10,
+    )
+
+    job = service.get_job(job_id)
+    assert (job["status"], job["error_type"], job["lost_deliveries"]) == ("failed", "WorkerLost", 2)
+    assert [e[0] for e in events(job_id)] == ["enqueued", "started", "worker_lost", "started", "failed"]
