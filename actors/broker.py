@@ -53,6 +53,7 @@ def middleware_stack(settings: Settings, abort_backend: EventBackend) -> list[Mi
             heartbeat_s=settings.heartbeat_s,
             window_s=settings.recovery_window_s,
             max_deliveries=settings.max_deliveries,
+            reconcile_s=settings.reconcile_s,
         ),
     ]
 

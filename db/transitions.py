@@ -188,7 +188,8 @@ class Reaped:
     course_id: str | None
     args: list[Any]
     kwargs: dict[str, Any]
-    #: 'retrying' (to be published again) or 'failed' (its delivery limit reached).
+    #: 'retrying' (to be published again) or 'failed' (its delivery limit reached); for
+    #: waiting_jobs, the job's status.
     outcome: str
 
 
@@ -206,4 +207,18 @@ def reap(window_ms: int, max_lost_deliveries: int) -> list[Reaped]:
     return [
         Reaped(str(job_id), job_type, queue, str(user_id), course_id and str(course_id), args, kwargs, outcome)
         for job_id, job_type, queue, user_id, course_id, args, kwargs, outcome in rows
+    ]
+
+
+def waiting_jobs(older_than_ms: int) -> list[Reaped]:
+    """Pending and retrying jobs not updated for `older_than_ms`: those whose message may be lost."""
+    rows = database.execute_sql(
+        "SELECT job_id, job_type, queue, user_id, course_id, args, kwargs, status FROM job_status"
+        " WHERE status IN ('pending', 'retrying')"
+        " AND updated_at < clock_timestamp() - %s * interval '1 millisecond'",
+        (older_than_ms,),
+    ).fetchall()
+    return [
+        Reaped(str(job_id), job_type, queue, str(user_id), course_id and str(course_id), args, kwargs, status)
+        for job_id, job_type, queue, user_id, course_id, args, kwargs, status in rows
     ]

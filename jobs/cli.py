@@ -75,6 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--json", action="store_true")
     command.set_defaults(run=_reap)
 
+    command = commands.add_parser("reconcile", help="publish again waiting jobs whose messages Redis lost")
+    command.add_argument(
+        "--grace-s", type=float, help="leave jobs touched this recently (default: the recovery window)"
+    )
+    command.add_argument("--json", action="store_true")
+    command.set_defaults(run=_reconcile)
+
     command = commands.add_parser("show", help="a job's status and history")
     command.add_argument("job_id")
     command.add_argument("--json", action="store_true")
@@ -247,4 +254,19 @@ def _reap(args: argparse.Namespace, settings: Settings) -> int:
         for job in reaped:
             print(f"{job.job_id}  {job.job_type:<11} -> {job.outcome}")
         print(f"{len(reaped)} job(s) of lost workers taken back")
+    return 0
+
+
+def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from actors import broker
+    from middleware.reconcile import reconcile
+
+    grace_s = settings.recovery_window_s if args.grace_s is None else args.grace_s
+    sent = reconcile(broker, grace_s=grace_s)
+    if args.json:
+        _print_json([job.job_id for job in sent])
+    else:
+        for job in sent:
+            print(f"{job.job_id}  {job.job_type:<11} {job.outcome}: published again")
+        print(f"{len(sent)} waiting job(s) were missing from the broker")
     return 0

@@ -36,6 +36,8 @@ class Settings:
     recovery_window_s: float = 30.0
     #: JOBS_MAX_DELIVERIES: deliveries a job may lose with its worker before it fails.
     max_deliveries: int = 3
+    #: JOBS_RECONCILE_S: how often a worker looks for waiting jobs whose messages Redis lost.
+    reconcile_s: float = 60.0
     #: JOBS_PROGRESS_QUEUE: most progress updates waiting to be written; more are dropped.
     progress_queue: int = 10_000
     #: JOBS_LOG_FORMAT: json, console, or auto (console on a terminal, JSON otherwise).

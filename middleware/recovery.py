@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from typing import Any
 
 import peewee
 import structlog
 from dramatiq import Broker, Message
+from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
 
 from db import transitions
@@ -32,16 +34,23 @@ class Recovery(Middleware):
     `failed` once it has lost `max_deliveries` deliveries. A second copy of the message (the
     broker's own requeue) is harmless: the status guard lets one delivery start the job.
 
+    Every `reconcile_s` it also publishes again the waiting jobs whose messages Redis lost (see
+    reconcile.py).
+
     Parameters:
       heartbeat_s(float): how often this process heart-beats and looks for lost jobs.
       window_s(float): how long a silent worker is presumed alive.
       max_deliveries(int): deliveries a job may lose with its worker before it fails.
+      reconcile_s(float): how often to look for waiting jobs missing from the broker.
     """
 
-    def __init__(self, *, heartbeat_s: float = 5.0, window_s: float = 30.0, max_deliveries: int = 3) -> None:
+    def __init__(
+        self, *, heartbeat_s: float = 5.0, window_s: float = 30.0, max_deliveries: int = 3, reconcile_s: float = 60.0
+    ) -> None:
         self.heartbeat_s = heartbeat_s
         self.window_s = window_s
         self.max_deliveries = max_deliveries
+        self.reconcile_s = reconcile_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -67,11 +76,17 @@ class Recovery(Middleware):
         transitions.heartbeat(process_id(), socket.gethostname(), os.getpid())
 
     def _run(self, broker: Broker) -> None:
+        from .reconcile import reconcile
+
+        next_reconcile = time.monotonic() + self.reconcile_s
         try:
             while not self._stop.wait(self.heartbeat_s):
                 try:
                     self._beat()
                     recover_lost_jobs(broker, window_s=self.window_s, max_deliveries=self.max_deliveries)
+                    if isinstance(broker, RedisBroker) and time.monotonic() >= next_reconcile:
+                        next_reconcile = time.monotonic() + self.reconcile_s
+                        reconcile(broker, grace_s=self.window_s)
                 except (peewee.DatabaseError, DatabaseUnavailable) as error:
                     database.close()  # reconnect on the next beat
                     log.warning("heartbeat_failed", worker=process_id(), error=str(error).strip())

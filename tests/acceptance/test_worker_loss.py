@@ -81,3 +81,19 @@ def test_job_that_kills_its_worker_every_time_fails_after_the_delivery_limit(
     job = service.get_job(job_id)
     assert (job["status"], job["error_type"], job["lost_deliveries"]) == ("failed", "WorkerLost", 2)
     assert [e[0] for e in events(job_id)] == ["enqueued", "started", "worker_lost", "started", "failed"]
+
+
+def test_sigterm_during_a_job_lets_it_finish_and_says_the_worker_stopped(workers, tenants):
+    from db.connection import database
+
+    process = workers()
+    job_id = service.send_job("test_job", user_id=tenants.acme.members[1], args={"delay_ms": 1500})
+    wait_for(lambda: service.get_job(job_id)["status"] == "active", what="the job to start", timeout=30)
+    holder = service.get_job(job_id)["worker_process"]
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    job = service.get_job(job_id)
+    assert (job["status"], job["progress"], job["attempts"]) == ("completed", 100, 1)
+    stopped_at = database.execute_sql("SELECT stopped_at FROM workers WHERE worker_id = %s", (holder,)).fetchone()[0]
+    assert stopped_at is not None and stopped_at >= job["completed_at"]
