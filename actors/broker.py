@@ -24,6 +24,7 @@ from dramatiq_abort.backends import RedisBackend, StubBackend
 from jobs.config import Settings
 from middleware import ArgumentValidation, ProgressMiddleware, StatusMiddleware, StructuredLogging
 from middleware.cancellation import CancellableRetries
+from middleware.faults import FaultInjection
 from middleware.recovery import Recovery
 
 
@@ -32,6 +33,7 @@ def middleware_stack(settings: Settings, abort_backend: EventBackend) -> list[Mi
     # and after the argument check, so that a refused send writes nothing. Abortable comes after
     # it: a thread is abortable only once its start is recorded, and no longer once its end is
     # being written (after-hooks run in reverse), so an abort never lands inside a status write.
+    faults = [FaultInjection()] if settings.allow_fault_injection else []
     return [
         StructuredLogging(fmt=settings.log_format, level=settings.log_level),
         AgeLimit(),
@@ -46,6 +48,7 @@ def middleware_stack(settings: Settings, abort_backend: EventBackend) -> list[Mi
         ),
         CurrentMessage(),
         ArgumentValidation(),
+        *faults,
         StatusMiddleware(send_deadline_s=settings.send_deadline_s, start_deadline_s=settings.write_deadline_s),
         Abortable(backend=abort_backend),
         ProgressMiddleware(capacity=settings.progress_queue),
@@ -64,7 +67,11 @@ def build_broker(settings: Settings, *, stub: bool = False) -> Broker:
     # Without decode_responses: with it, dramatiq-abort never aborts a running job.
     backend = RedisBackend(client=redis.Redis.from_url(settings.redis_url), namespace=f"{settings.namespace}-abort:")
     return RedisBroker(
-        url=settings.redis_url, namespace=settings.namespace, middleware=middleware_stack(settings, backend)
+        url=settings.redis_url,
+        namespace=settings.namespace,
+        middleware=middleware_stack(settings, backend),
+        heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
+        maintenance_chance=settings.broker_maintenance_chance,
     )
 
 

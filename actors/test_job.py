@@ -8,6 +8,7 @@ import time
 
 import dramatiq
 
+from jobs.config import Settings
 from middleware import current_job, report_progress
 from middleware.cancellation import raise_if_cancelled
 
@@ -28,7 +29,7 @@ def validate(delay_ms: int, should_fail: bool, fail_attempts: int, check_cancell
         raise ValueError(f"delay_ms must be from 0 to {MAX_DELAY_MS}, not {delay_ms}")
     if fail_attempts < 0:
         raise ValueError(f"fail_attempts must be 0 or more, not {fail_attempts}")
-    if kill_worker and os.environ.get("JOBS_ALLOW_FAULT_INJECTION") != "1":
+    if kill_worker and not Settings.from_env().allow_fault_injection:
         raise ValueError("kill_worker is refused unless JOBS_ALLOW_FAULT_INJECTION=1 (it kills the worker process)")
 
 

@@ -38,6 +38,12 @@ class Settings:
     max_deliveries: int = 3
     #: JOBS_RECONCILE_S: how often a worker looks for waiting jobs whose messages Redis lost.
     reconcile_s: float = 60.0
+    #: JOBS_BROKER_HEARTBEAT_TIMEOUT_MS / JOBS_BROKER_MAINTENANCE_CHANCE: the Redis broker's own
+    #: requeue of a dead worker's unacknowledged messages (dramatiq's defaults).
+    broker_heartbeat_timeout_ms: int = 60_000
+    broker_maintenance_chance: int = 1_000
+    #: JOBS_ALLOW_FAULT_INJECTION=1: tests and the chaos run may ask workers to crash.
+    allow_fault_injection: int = 0
     #: JOBS_PROGRESS_QUEUE: most progress updates waiting to be written; more are dropped.
     progress_queue: int = 10_000
     #: JOBS_LOG_FORMAT: json, console, or auto (console on a terminal, JSON otherwise).

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from db.audit import broken_rows, out_of_order_events  # noqa: F401 - re-exported for the tests
 from db.connection import database
 
 T = TypeVar("T")
@@ -39,37 +40,6 @@ def all_terminal(job_ids: list[str]) -> Callable[[], bool]:
         return len(found) == len(job_ids) and all(s in TERMINAL for s in found.values())
 
     return check
-
-
-def out_of_order_events() -> list[tuple[Any, ...]]:
-    """Transitions whose from-status is not the previous transition's to-status, or whose time
-    runs backwards, across every job."""
-    return database.execute_sql(
-        """
-        SELECT job_id, id, event, from_status, prev_to, created_at, prev_at FROM (
-            SELECT job_id, id, event, from_status, created_at,
-                   lag(to_status) OVER w AS prev_to, lag(created_at) OVER w AS prev_at
-              FROM job_events WHERE to_status IS NOT NULL
-            WINDOW w AS (PARTITION BY job_id ORDER BY id)
-        ) t
-        WHERE from_status IS DISTINCT FROM prev_to OR created_at < prev_at
-        """
-    ).fetchall()
-
-
-def broken_rows() -> list[tuple[Any, ...]]:
-    """Rows whose status disagrees with their latest transition event or their timestamps."""
-    return database.execute_sql(
-        """
-        SELECT s.job_id, s.status, e.to_status FROM job_status s
-          LEFT JOIN LATERAL (SELECT to_status FROM job_events
-                              WHERE job_id = s.job_id AND to_status IS NOT NULL
-                              ORDER BY id DESC LIMIT 1) e ON true
-         WHERE e.to_status IS DISTINCT FROM s.status
-            OR s.started_at > coalesce(s.completed_at, s.failed_at, s.cancelled_at, 'infinity')
-            OR s.created_at > coalesce(s.started_at, 'infinity')
-        """
-    ).fetchall()
 
 
 def events(job_id: str) -> list[tuple[str, str | None, str | None, int]]:

@@ -97,3 +97,27 @@ def test_sigterm_during_a_job_lets_it_finish_and_says_the_worker_stopped(workers
     assert (job["status"], job["progress"], job["attempts"]) == ("completed", 100, 1)
     stopped_at = database.execute_sql("SELECT stopped_at FROM workers WHERE worker_id = %s", (holder,)).fetchone()[0]
     assert stopped_at is not None and stopped_at >= job["completed_at"]
+
+
+def test_crash_between_the_completed_write_and_the_ack_leaves_completed(workers, tenants, monkeypatch):
+    from actors import test_job
+
+    # A short broker heartbeat and maintenance on every command, so that the broker itself
+    # requeues the dead worker's unacknowledged message within the test.
+    broker_recovery = {"JOBS_BROKER_HEARTBEAT_TIMEOUT_MS": "3000", "JOBS_BROKER_MAINTENANCE_CHANCE": "1000000"}
+    for name, value in {**broker_recovery, "JOBS_ALLOW_FAULT_INJECTION": "1"}.items():
+        monkeypatch.setenv(name, value)
+    message = test_job.send_with_options(job_owner={"user_id": tenants.acme.admin}, crash_before_ack=True)
+    assert workers().wait(timeout=30) != 0, "the worker crashed after recording the end"
+    job = service.get_job(message.message_id)
+    assert (job["status"], job["attempts"]) == ("completed", 1)
+
+    workers()  # its maintenance requeues the dead worker's message, which is delivered again
+    wait_for(
+        lambda: events(message.message_id)[-1][0] == "delivery_skipped",
+        what="the redelivered message to be skipped",
+        timeout=20,
+    )
+    after = service.get_job(message.message_id)
+    assert after == job
+    assert [e[0] for e in events(message.message_id)] == ["enqueued", "started", "completed", "delivery_skipped"]
