@@ -6,15 +6,17 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import datetime, timezone
 
 import pytest
 
+from db.connection import database
 from jobs import service
 from middleware.recovery import recover_lost_jobs
 from tests.helpers import events, wait_for
 
-RECOVERY = {"JOBS_HEARTBEAT_S": "0.2", "JOBS_RECOVERY_WINDOW_S": "1.0", "JOBS_MAX_DELIVERIES": "2"}
-WINDOW_S = 1.0
+WINDOW_S, HEARTBEAT_S = 1.0, 0.2
+RECOVERY = {"JOBS_HEARTBEAT_S": str(HEARTBEAT_S), "JOBS_RECOVERY_WINDOW_S": str(WINDOW_S), "JOBS_MAX_DELIVERIES": "2"}
 
 
 @pytest.fixture
@@ -53,7 +55,13 @@ def test_job_of_a_killed_worker_completes_on_another_worker(workers, tenants):
 
     victim = holder_pid(job_id)
     os.kill(victim, signal.SIGKILL)
+    killed_at = datetime.now(timezone.utc)
     wait_for(lambda: service.get_job(job_id)["status"] == "completed", what="recovery and completion", timeout=20)
+    lost_at = database.execute_sql(
+        "SELECT created_at FROM job_events WHERE job_id = %s::uuid AND event = 'worker_lost'", (job_id,)
+    ).fetchone()[0]
+    # Taken back one window after the last sign of life, found on the next heartbeat (plus slack).
+    assert (lost_at - killed_at).total_seconds() <= WINDOW_S + HEARTBEAT_S + 1.0
 
     job = service.get_job(job_id)
     assert (job["attempts"], job["lost_deliveries"]) == (2, 1)
@@ -84,8 +92,6 @@ def test_job_that_kills_its_worker_every_time_fails_after_the_delivery_limit(
 
 
 def test_sigterm_during_a_job_lets_it_finish_and_says_the_worker_stopped(workers, tenants):
-    from db.connection import database
-
     process = workers()
     job_id = service.send_job("test_job", user_id=tenants.acme.members[1], args={"delay_ms": 1500})
     wait_for(lambda: service.get_job(job_id)["status"] == "active", what="the job to start", timeout=30)

@@ -74,3 +74,27 @@ def test_finished_jobs_are_never_reaped(stub_broker, stub_worker, tenants):
 def test_recovery_window_must_outlast_two_heartbeats():
     with pytest.raises(ConfigurationError, match="more than twice JOBS_HEARTBEAT_S"):
         Settings.from_env({"JOBS_HEARTBEAT_S": "5", "JOBS_RECOVERY_WINDOW_S": "10"})
+
+
+def test_worker_does_not_run_a_job_whose_start_it_cannot_record(stub_broker, tenants, settings):
+    from actors import test_job
+    from db.connection import database
+    from middleware import StatusMiddleware
+
+    status = next(m for m in stub_broker.middleware if isinstance(m, StatusMiddleware))
+    status.start_deadline_s = 0.3
+    message = test_job.send_with_options(max_retries=0, job_owner={"user_id": tenants.acme.members[0]})
+    database.close()
+    database.init("postgresql://postgres@127.0.0.1:1/unreachable")
+    try:
+        with running(stub_broker, threads=1) as worker:
+            stub_broker.join("default", fail_fast=False)
+            worker.join()
+    finally:
+        database.close()
+        database.init(settings.database_url)
+
+    job = service.get_job(message.message_id)
+    assert (job["status"], job["attempts"], job["started_at"]) == ("pending", 0, None)
+    assert [e[0] for e in events(message.message_id)] == ["enqueued"]
+    assert len(stub_broker.dead_letters) == 1, "the message failed instead of running unrecorded"
