@@ -10,6 +10,7 @@ from playhouse.shortcuts import model_to_dict
 from .models import JobEvent, JobStatus
 
 STATUSES = ("pending", "active", "retrying", "completed", "failed", "cancelled")
+MAX_LIMIT = 1_000
 
 
 def parse_uuid(value: object) -> UUID | None:

@@ -46,7 +46,11 @@ def create_database_if_missing(url: str) -> bool:
 
 
 def migrate(url: str) -> list[str]:
-    """Applies the migrations not applied yet; returns their names."""
+    """Applies the migrations not applied yet; returns their names.
+
+    `url` names an administrator: migrations create the roles of the system and hand the
+    schema to jobs_owner (0006_tenant_isolation.sql).
+    """
     create_database_if_missing(url)
     applied_now = []
     conn = psycopg2.connect(url)
@@ -72,6 +76,8 @@ def migrate(url: str) -> list[str]:
                 cursor.execute("INSERT INTO schema_migrations (name, checksum) VALUES (%s, %s)", (path.name, checksum))
                 applied_now.append(path.name)
                 log.info("migration_applied", migration=path.name)
+            if applied_now:
+                cursor.execute("CALL jobs_assign_owner()")
     finally:
         conn.close()
     return applied_now

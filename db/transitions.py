@@ -157,17 +157,11 @@ def record_progress(job_id: str, attempt: int, progress: int, message: str | Non
     return updated == 1
 
 
-def cancel(job_id: str, user_id: str, reason: str | None) -> Outcome:
-    """pending|retrying|active -> cancelled, if `user_id` owns the job or is an admin of its
-    organization; the outcome says why not otherwise ('forbidden', 'finished', ...)."""
-    if parse_uuid(user_id) is None:
-        raise UnknownUser(user_id)
-    try:
-        return _outcome("SELECT * FROM job_cancel(%s::uuid, %s::uuid, %s)", (job_id, str(user_id), reason))
-    except peewee.DatabaseError as error:
-        if pgcode(error) == UNKNOWN_USER:
-            raise UnknownUser(user_id) from None
-        raise
+def cancel(job_id: str, reason: str | None) -> Outcome:
+    """pending|retrying|active -> cancelled, on behalf of the user of the current scope
+    (db.scope.as_user), if they own the job or are an admin of its organization; the outcome
+    says why not otherwise ('forbidden', 'finished', 'missing' for another organization's job...)."""
+    return _outcome("SELECT * FROM job_cancel_request(%s::uuid, %s)", (job_id, reason))
 
 
 def mark_stopped(job_id: str, attempt: int, worker_id: str, how: str) -> Outcome:

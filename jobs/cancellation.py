@@ -10,6 +10,7 @@ from dramatiq_abort.middleware import AbortMode
 
 from db import transitions
 from db.queries import parse_uuid
+from db.scope import as_user
 
 from .errors import JobAlreadyFinished, JobNotFound, PermissionDenied
 
@@ -30,6 +31,9 @@ class Cancellation:
 def cancel_job(job_id: object, requested_by: object, reason: str | None = None) -> Cancellation:
     """Cancels a job on behalf of `requested_by`, who must own it or be an admin of its organization.
 
+    The request runs as that user (db.scope.as_user): a job of another organization is not
+    found, as it is for get_job.
+
     A waiting job (pending, retrying, delayed) will never run: its row is cancelled, and every
     later delivery of its message is skipped, however late. A running job's row is cancelled at
     once and its worker thread is interrupted; it is never retried. Raises JobNotFound,
@@ -40,7 +44,8 @@ def cancel_job(job_id: object, requested_by: object, reason: str | None = None) 
         raise JobNotFound(job_id)
     bound = log.bind(job_id=str(key), requested_by=str(requested_by), write="awaited")
     bound.info("cancel_requested", reason=reason)
-    outcome = transitions.cancel(str(key), str(requested_by), reason)
+    with as_user(requested_by):
+        outcome = transitions.cancel(str(key), reason)
     bound = bound.bind(previous=outcome.previous, outcome=outcome.outcome)
     if outcome.outcome == "missing":
         bound.warning("cancel_refused", why="no such job")

@@ -11,7 +11,7 @@ from typing import Any
 import peewee
 
 from .config import Settings
-from .errors import JobError, UnknownJobType
+from .errors import JobError, JobNotFound, UnknownJobType
 from .logs import configure_logging
 
 EXIT_USAGE = 2
@@ -84,10 +84,16 @@ def _parser() -> argparse.ArgumentParser:
 
     command = commands.add_parser("show", help="a job's status and history")
     command.add_argument("job_id")
+    command.add_argument(
+        "--as", dest="viewer", help="user id or email: see only what that user may see (default: every tenant)"
+    )
     command.add_argument("--json", action="store_true")
     command.set_defaults(run=_show)
 
     command = commands.add_parser("list", help="jobs, newest first")
+    command.add_argument(
+        "--as", dest="viewer", help="user id or email: see only what that user may see (default: every tenant)"
+    )
     command.add_argument("--status")
     command.add_argument("--user", help="user id or email")
     command.add_argument("--org", help="organization id")
@@ -118,7 +124,7 @@ def _database(settings: Settings) -> None:
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     import db
 
-    applied = db.migrate(settings.database_url)
+    applied = db.migrate(settings.admin_database_url)
     print("applied: " + ", ".join(applied) if applied else "the schema is up to date")
     return 0
 
@@ -127,7 +133,7 @@ def _seed(args: argparse.Namespace, settings: Settings) -> int:
     from db.fixtures import seed
 
     _database(settings)
-    ids = seed()
+    ids = seed(settings.admin_database_url)
     if args.json:
         _print_json(ids)
         return 0
@@ -193,11 +199,20 @@ def _cancel(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _show(args: argparse.Namespace, settings: Settings) -> int:
+    from db import queries
+
     from . import service
 
     _database(settings)
-    job = service.get_job(args.job_id)
-    history = service.job_history(args.job_id)
+    if args.viewer:
+        viewer = resolve_user(args.viewer)
+        job = service.get_job(args.job_id, as_user=viewer)
+        history = service.job_history(args.job_id, as_user=viewer)
+    else:
+        job = queries.get_job(args.job_id)
+        if job is None:
+            raise JobNotFound(args.job_id)
+        history = queries.job_events(args.job_id)
     if args.json:
         _print_json({"job": job, "events": history})
         return 0
@@ -217,11 +232,24 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
+    from db import queries
+
     from . import service
 
     _database(settings)
     user = resolve_user(args.user) if args.user else None
-    jobs = service.list_jobs(status=args.status, user_id=user, organization_id=args.org, limit=args.limit)
+    if args.viewer:
+        jobs = service.list_jobs(
+            as_user=resolve_user(args.viewer),
+            status=args.status,
+            user_id=user,
+            organization_id=args.org,
+            limit=args.limit,
+        )
+    else:
+        if args.status is not None and args.status not in queries.STATUSES:
+            raise UsageError(f"unknown status {args.status!r} (one of {', '.join(queries.STATUSES)})")
+        jobs = queries.list_jobs(status=args.status, user_id=user, organization_id=args.org, limit=args.limit)
     if args.json:
         _print_json(jobs)
         return 0

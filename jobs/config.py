@@ -17,7 +17,10 @@ class ConfigurationError(JobError):
 class Settings:
     """Every setting, named after its environment variable (upper-cased, `JOBS_` where noted)."""
 
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/jobs"
+    #: DATABASE_URL: what workers and services log in as: the jobs_worker role (0006_tenant_isolation.sql).
+    database_url: str = "postgresql://jobs_worker@127.0.0.1:5432/jobs"
+    #: ADMIN_DATABASE_URL: an administrator of the same database, for `jobs migrate` and `jobs seed`.
+    admin_database_url: str = "postgresql://postgres@127.0.0.1:5432/jobs"
     redis_url: str = "redis://127.0.0.1:6379/0"
     #: JOBS_NAMESPACE: prefix of every Redis key, so that several deployments share a server.
     namespace: str = "jobs"

@@ -50,13 +50,13 @@ def _plan(tenants: dict[str, Any]) -> list[Planned]:
 
 
 def run_demo(settings: Settings, *, processes: int, threads: int, timeout: float) -> int:
-    db.migrate(settings.database_url)
+    db.migrate(settings.admin_database_url)
     import actors  # noqa: F401 - configures the database and the broker from the same settings
     from db.fixtures import seed
 
     from . import service
 
-    tenants = seed()
+    tenants = seed(settings.admin_database_url)
     log_dir = Path(".demo")
     log_dir.mkdir(exist_ok=True)
     log_path = log_dir / "workers.log"
@@ -86,9 +86,11 @@ def run_demo(settings: Settings, *, processes: int, threads: int, timeout: float
         for p, j in zip(plan, jobs, strict=True)
         if rows[j]["status"] != p.expected
     ]
-    retried = jobs[[p.label for p in plan].index("fails twice, then works")]
-    print("\nhistory of 'fails twice, then works' (jobs show " + retried + "):")
-    for event in service.job_history(retried):
+    index = [p.label for p in plan].index("fails twice, then works")
+    retried = jobs[index]
+    owner = tenants["organizations"][plan[index].org]["users"][1]
+    print(f"\nhistory of 'fails twice, then works', as its owner sees it (jobs show {retried} --as {owner['email']}):")
+    for event in service.job_history(retried, as_user=owner["id"]):
         change = f"{event['from_status'] or ''} -> {event['to_status']}" if event["to_status"] else ""
         print(f"  {event['created_at']:%H:%M:%S.%f}  {event['event']:<16} {change:<22} attempt {event['attempt']}")
     if wrong:
@@ -99,6 +101,8 @@ def run_demo(settings: Settings, *, processes: int, threads: int, timeout: float
 
 
 def _watch(jobs: list[str], plan: list[Planned], tenants: dict[str, Any], timeout: float) -> dict[str, dict[str, Any]]:
+    from db import queries
+
     from . import service
 
     live = sys.stdout.isatty()
@@ -106,7 +110,8 @@ def _watch(jobs: list[str], plan: list[Planned], tenants: dict[str, Any], timeou
     last = None
     to_cancel = {job_id: item for item, job_id in zip(plan, jobs, strict=True) if item.cancel_while_running}
     while True:
-        rows = {job_id: service.get_job(job_id) for job_id in jobs}
+        # The operator's view, across organizations (the workers' role sees every tenant).
+        rows = {job_id: queries.get_job(job_id) for job_id in jobs}
         for job_id, item in list(to_cancel.items()):
             if rows[job_id]["status"] == "active" and rows[job_id]["progress"] >= 10:
                 admin = next(u for u in tenants["organizations"][item.org]["users"] if u["role"] == "admin")

@@ -1,10 +1,15 @@
-"""What services call: send and cancel a job, read its status, list jobs, read a job's history."""
+"""What services call: send and cancel a job, read its status, list jobs, read a job's history.
+
+Every read and every cancellation is made on behalf of a user, under PostgreSQL's row-level
+security (db.scope): a user sees their own jobs, an admin every job of their organization, and
+nobody another organization's. Operators' views of every tenant are in db.queries.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from db import queries
+from db import queries, scope
 from middleware.options import OWNER
 
 from .cancellation import Cancellation, cancel_job
@@ -36,8 +41,14 @@ def send_job(job_type: str, *, user_id: object, args: dict[str, Any] | None = No
     return message.message_id
 
 
-def get_job(job_id: object) -> dict[str, Any]:
-    job = queries.get_job(job_id)
+def get_job(job_id: object, *, as_user: object) -> dict[str, Any]:
+    """The job, as `as_user` may see it: their own, or any of their organization's for an admin.
+
+    Raises JobNotFound for a job that does not exist or that the user may not see, and
+    UnknownUser for an id that names no user.
+    """
+    with scope.as_user(as_user):
+        job = queries.get_job(job_id)
     if job is None:
         raise JobNotFound(job_id)
     return job
@@ -45,16 +56,31 @@ def get_job(job_id: object) -> dict[str, Any]:
 
 def list_jobs(
     *,
+    as_user: object,
     status: str | None = None,
     user_id: object = None,
     organization_id: object = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
+    """The newest jobs `as_user` may see, narrowed by the filters; a filter naming what the
+    user may not see gives nothing."""
     if status is not None and status not in queries.STATUSES:
         raise ValueError(f"unknown status {status!r} (one of {', '.join(queries.STATUSES)})")
-    return queries.list_jobs(status=status, user_id=user_id, organization_id=organization_id, limit=limit)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= queries.MAX_LIMIT:
+        raise ValueError(f"limit must be a whole number from 1 to {queries.MAX_LIMIT}, not {limit!r}")
+    with scope.as_user(as_user) as viewer:
+        # The policies decide what is seen; naming the user's own scope as well only lets the
+        # planner take the narrowest index.
+        if viewer.is_admin:
+            organization_id = viewer.organization_id if organization_id is None else organization_id
+        else:
+            user_id = viewer.user_id if user_id is None else user_id
+        return queries.list_jobs(status=status, user_id=user_id, organization_id=organization_id, limit=limit)
 
 
-def job_history(job_id: object) -> list[dict[str, Any]]:
-    get_job(job_id)
-    return queries.job_events(job_id)
+def job_history(job_id: object, *, as_user: object) -> list[dict[str, Any]]:
+    """The events of a job that `as_user` may see, oldest first; JobNotFound otherwise."""
+    with scope.as_user(as_user):
+        if queries.get_job(job_id) is None:
+            raise JobNotFound(job_id)
+        return queries.job_events(job_id)

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-import actors  # noqa: F401 - configures the database and the broker
+import actors  # configures the database and the broker
 from db.connection import database
 from db.fixtures import seed
 from jobs import service
@@ -48,7 +48,7 @@ def main() -> int:
     parser.add_argument("--after-start-ms", type=int, default=200, help="how long the job runs before the cancel")
     args = parser.parse_args()
     configure_logging("console", "WARNING")
-    user = seed()["organizations"][0]["users"][1]["id"]
+    user = seed(actors.settings.admin_database_url)["organizations"][0]["users"][1]["id"]
     log = tempfile.NamedTemporaryFile(prefix="cancel-latency-", suffix=".log", delete=False)
     worker = subprocess.Popen(
         [sys.executable, "-m", "dramatiq", "actors", "--processes", "1", "--threads", "4"],

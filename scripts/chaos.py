@@ -110,8 +110,8 @@ def main() -> int:
     rng = random.Random(args.seed)
     deadline = time.monotonic() + args.time_limit
 
-    db.migrate(actors.settings.database_url)
-    org = seed()["organizations"][0]
+    db.migrate(actors.settings.admin_database_url)
+    org = seed(actors.settings.admin_database_url)["organizations"][0]
     owner, course = org["users"][1]["id"], org["courses"][0]["id"]
     actors.broker.flush_all()
     log_dir = tempfile.mkdtemp(prefix="chaos-")

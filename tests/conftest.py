@@ -8,6 +8,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
+from urllib.parse import urlparse, urlunparse
 
 import psycopg2
 import pytest
@@ -15,10 +16,20 @@ import pytest
 ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
+def _database_url(database: str, user: str | None = None) -> str:
+    """ADMIN_URL's server, with another database and, if given, another user."""
+    parts = urlparse(ADMIN_URL)
+    if user is not None:
+        parts = parts._replace(netloc=f"{user}@{parts.hostname}:{parts.port or 5432}")
+    return urlunparse(parts._replace(path=f"/{database}"))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Before `actors` is imported anywhere: it reads its settings from the environment.
     worker = getattr(config, "workerinput", {}).get("workerid", "main")
-    os.environ["DATABASE_URL"] = ADMIN_URL.rsplit("/", 1)[0] + f"/jobs_test_{worker}"
+    os.environ["ADMIN_DATABASE_URL"] = _database_url(f"jobs_test_{worker}")
+    # The system under test logs in as in production: as jobs_worker, under row-level security.
+    os.environ["DATABASE_URL"] = _database_url(f"jobs_test_{worker}", user="jobs_worker")
     os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     os.environ["JOBS_NAMESPACE"] = f"jobs-test-{worker}"
     os.environ["JOBS_MIN_BACKOFF_MS"] = "10"
@@ -46,13 +57,23 @@ def database(settings):
     admin.autocommit = True
     with admin.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    db.migrate(settings.database_url)
+    db.migrate(settings.admin_database_url)
     db.configure(settings.database_url)
     yield db.database
     db.database.close()
     with admin.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.close()
+
+
+@pytest.fixture
+def admin_db(settings, database):
+    """A connection to the test database as the administrator, whom row-level security does not
+    bind; one per test, since some tests cut every connection of the database."""
+    conn = psycopg2.connect(settings.admin_database_url)
+    conn.autocommit = True
+    yield conn
+    conn.close()
 
 
 @dataclass(frozen=True)
@@ -64,15 +85,16 @@ class Org:
 
 
 @pytest.fixture(autouse=True)
-def tenants(database) -> SimpleNamespace:
+def tenants(settings, admin_db) -> SimpleNamespace:
     """A clean database holding the seed's two organizations."""
     from db.fixtures import seed
 
-    database.execute_sql(
-        "TRUNCATE job_events, job_status, course_modules, courses, users, organizations RESTART IDENTITY CASCADE"
-    )
+    with admin_db.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE job_events, job_status, course_modules, courses, users, organizations RESTART IDENTITY CASCADE"
+        )
     orgs = []
-    for org in seed()["organizations"]:
+    for org in seed(settings.admin_database_url)["organizations"]:
         users = org["users"]
         orgs.append(
             Org(

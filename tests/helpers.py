@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from db import queries
 from db.audit import broken_rows, out_of_order_events  # noqa: F401 - re-exported for the tests
 from db.connection import database
 
@@ -25,6 +26,13 @@ def wait_for(condition: Callable[[], T], *, what: str, timeout: float = 15.0, in
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {value!r})")
         time.sleep(interval)
+
+
+def job_row(job_id: str) -> dict:
+    """The job's row as the workers see it, every tenant included; it must exist."""
+    row = queries.get_job(job_id)
+    assert row is not None, f"job {job_id} has no row"
+    return row
 
 
 def statuses(job_ids: list[str]) -> dict[str, str]:

@@ -13,7 +13,7 @@ import pytest
 from db.connection import database
 from jobs import service
 from middleware.recovery import recover_lost_jobs
-from tests.helpers import events, wait_for
+from tests.helpers import events, job_row, wait_for
 
 WINDOW_S, HEARTBEAT_S = 1.0, 0.2
 RECOVERY = {"JOBS_HEARTBEAT_S": str(HEARTBEAT_S), "JOBS_RECOVERY_WINDOW_S": str(WINDOW_S), "JOBS_MAX_DELIVERIES": "2"}
@@ -45,25 +45,25 @@ def workers(redis_broker, tmp_path):
 
 def holder_pid(job_id: str) -> int:
     # worker_id is host:pid:boot/thread
-    return int(service.get_job(job_id)["worker_id"].split(":")[1])
+    return int(job_row(job_id)["worker_id"].split(":")[1])
 
 
 def test_job_of_a_killed_worker_completes_on_another_worker(workers, tenants):
     first, second = workers(), workers()
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0], args={"delay_ms": 2000})
-    wait_for(lambda: service.get_job(job_id)["status"] == "active", what="the job to start", timeout=30)
+    wait_for(lambda: job_row(job_id)["status"] == "active", what="the job to start", timeout=30)
 
     victim = holder_pid(job_id)
     os.kill(victim, signal.SIGKILL)
     killed_at = datetime.now(timezone.utc)
-    wait_for(lambda: service.get_job(job_id)["status"] == "completed", what="recovery and completion", timeout=20)
+    wait_for(lambda: job_row(job_id)["status"] == "completed", what="recovery and completion", timeout=20)
     lost_at = database.execute_sql(
         "SELECT created_at FROM job_events WHERE job_id = %s::uuid AND event = 'worker_lost'", (job_id,)
     ).fetchone()[0]
     # Taken back one window after the last sign of life, found on the next heartbeat (plus slack).
     assert (lost_at - killed_at).total_seconds() <= WINDOW_S + HEARTBEAT_S + 1.0
 
-    job = service.get_job(job_id)
+    job = job_row(job_id)
     assert (job["attempts"], job["lost_deliveries"]) == (2, 1)
     assert holder_pid(job_id) != victim
     names = [e[0] for e in events(job_id)]
@@ -86,7 +86,7 @@ def test_job_that_kills_its_worker_every_time_fails_after_the_delivery_limit(
         timeout=10,
     )
 
-    job = service.get_job(job_id)
+    job = job_row(job_id)
     assert (job["status"], job["error_type"], job["lost_deliveries"]) == ("failed", "WorkerLost", 2)
     assert [e[0] for e in events(job_id)] == ["enqueued", "started", "worker_lost", "started", "failed"]
 
@@ -94,12 +94,12 @@ def test_job_that_kills_its_worker_every_time_fails_after_the_delivery_limit(
 def test_sigterm_during_a_job_lets_it_finish_and_says_the_worker_stopped(workers, tenants):
     process = workers()
     job_id = service.send_job("test_job", user_id=tenants.acme.members[1], args={"delay_ms": 1500})
-    wait_for(lambda: service.get_job(job_id)["status"] == "active", what="the job to start", timeout=30)
-    holder = service.get_job(job_id)["worker_process"]
+    wait_for(lambda: job_row(job_id)["status"] == "active", what="the job to start", timeout=30)
+    holder = job_row(job_id)["worker_process"]
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
-    job = service.get_job(job_id)
+    job = job_row(job_id)
     assert (job["status"], job["progress"], job["attempts"]) == ("completed", 100, 1)
     stopped_at = database.execute_sql("SELECT stopped_at FROM workers WHERE worker_id = %s", (holder,)).fetchone()[0]
     assert stopped_at is not None and stopped_at >= job["completed_at"]
@@ -115,7 +115,7 @@ def test_crash_between_the_completed_write_and_the_ack_leaves_completed(workers,
         monkeypatch.setenv(name, value)
     message = test_job.send_with_options(job_owner={"user_id": tenants.acme.admin}, crash_before_ack=True)
     assert workers().wait(timeout=30) != 0, "the worker crashed after recording the end"
-    job = service.get_job(message.message_id)
+    job = job_row(message.message_id)
     assert (job["status"], job["attempts"]) == ("completed", 1)
 
     workers()  # its maintenance requeues the dead worker's message, which is delivered again
@@ -124,6 +124,6 @@ def test_crash_between_the_completed_write_and_the_ack_leaves_completed(workers,
         what="the redelivered message to be skipped",
         timeout=20,
     )
-    after = service.get_job(message.message_id)
+    after = job_row(message.message_id)
     assert after == job
     assert [e[0] for e in events(message.message_id)] == ["enqueued", "started", "completed", "delivery_skipped"]

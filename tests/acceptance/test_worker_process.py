@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from jobs import service
-from tests.helpers import all_terminal, events, statuses, wait_for
+from tests.helpers import all_terminal, events, job_row, statuses, wait_for
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_dramatiq_worker_process_honours_cancellations(worker_process, tenants):
     running = service.send_job("test_job", user_id=owner, args={"delay_ms": 30_000})
     delayed = service.send_job("test_job", user_id=owner, delay_ms=500)
     service.cancel_job(delayed, owner, reason="not needed")
-    wait_for(lambda: service.get_job(running)["status"] == "active", what="the long job to start", timeout=30)
+    wait_for(lambda: job_row(running)["status"] == "active", what="the long job to start", timeout=30)
 
     assert service.cancel_job(running, admin, reason="stop it").interrupting
     wait_for(lambda: events(running)[-1][0] == "execution_stopped", what="the worker to stop the job", timeout=10)

@@ -13,7 +13,7 @@ from db.connection import database
 from jobs import service
 from jobs.errors import JobAlreadyFinished
 from tests.conftest import running
-from tests.helpers import all_terminal, broken_rows, events, out_of_order_events, statuses, wait_for
+from tests.helpers import all_terminal, broken_rows, events, job_row, out_of_order_events, statuses, wait_for
 
 
 def abort_keys(broker) -> list[bytes]:
@@ -24,12 +24,12 @@ def abort_keys(broker) -> list[bytes]:
 def test_running_job_is_interrupted_promptly(redis_broker, redis_worker, tenants):
     owner = tenants.acme.members[0]
     job_id = service.send_job("test_job", user_id=owner, args={"delay_ms": 30_000})
-    wait_for(lambda: service.get_job(job_id)["status"] == "active", what="the job to start")
+    wait_for(lambda: job_row(job_id)["status"] == "active", what="the job to start")
 
     assert service.cancel_job(job_id, owner).interrupting
     wait_for(lambda: events(job_id)[-1][0] == "execution_stopped", what="the running job to stop", timeout=5)
     assert [e[0] for e in events(job_id)].count("started") == 1
-    assert service.get_job(job_id)["status"] == "cancelled"
+    assert job_row(job_id)["status"] == "cancelled"
 
 
 def test_cancel_request_older_than_the_abort_expiry_still_stops_the_job(redis_broker, tenants):

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from db.models import JobStatus
 from jobs import service
-from tests.helpers import all_terminal, broken_rows, events, out_of_order_events, statuses, wait_for
+from tests.helpers import all_terminal, broken_rows, events, job_row, out_of_order_events, statuses, wait_for
 
 
 def test_race_of_the_old_system_500_fast_jobs(redis_broker, redis_worker, tenants, log_records):
@@ -41,7 +41,7 @@ def test_delayed_job_waits_for_its_time_then_completes(redis_broker, redis_worke
     message = test_job.send_with_options(delay=1000, job_owner={"user_id": tenants.globex.admin})
     wait_for(all_terminal([message.message_id]), what="the delayed job to finish", timeout=10)
 
-    job = service.get_job(message.message_id)
+    job = job_row(message.message_id)
     assert job["status"] == "completed"
     assert job["started_at"].timestamp() * 1000 >= message.options["eta"]
 
@@ -58,9 +58,9 @@ def test_failing_and_retried_jobs_through_redis(redis_broker, redis_worker, tena
         retried: "completed",
         initialize: "completed",
     }
-    assert "intentional" in service.get_job(failing)["error_message"]
+    assert "intentional" in job_row(failing)["error_message"]
     assert [e[0] for e in events(retried)].count("retry_scheduled") == 2
-    assert service.get_job(retried)["attempts"] == 3
+    assert job_row(retried)["attempts"] == 3
 
 
 def test_redelivery_of_a_completed_job_is_skipped(redis_broker, redis_worker, tenants):
@@ -71,5 +71,5 @@ def test_redelivery_of_a_completed_job_is_skipped(redis_broker, redis_worker, te
 
     redis_broker.enqueue(message)
     wait_for(lambda: events(message.message_id)[-1][0] == "delivery_skipped", what="the redelivery to be skipped")
-    job = service.get_job(message.message_id)
+    job = job_row(message.message_id)
     assert (job["status"], job["attempts"]) == ("completed", 1)

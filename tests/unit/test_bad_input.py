@@ -100,8 +100,8 @@ def test_send_fails_loudly_when_the_database_is_unreachable(tenants, settings, s
 
 
 @pytest.mark.parametrize("job_id", ["0c8f9a8e-5d43-4f7e-9a0b-1f2e3d4c5b6a", "nope", ""])
-def test_unknown_job_id_is_a_clear_not_found(job_id):
+def test_unknown_job_id_is_a_clear_not_found(job_id, tenants):
     with pytest.raises(JobNotFound, match="no job with id"):
-        service.get_job(job_id)
+        service.get_job(job_id, as_user=tenants.acme.admin)
     with pytest.raises(JobNotFound):
-        service.job_history(job_id)
+        service.job_history(job_id, as_user=tenants.acme.admin)

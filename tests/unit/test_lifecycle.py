@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from db.models import Course, CourseModule
 from jobs import service
-from tests.helpers import broken_rows, events, out_of_order_events, statuses
+from tests.helpers import broken_rows, events, job_row, out_of_order_events, statuses
 
 
 def run_all(broker, worker) -> None:
@@ -16,7 +16,7 @@ def test_test_job_completes(stub_broker, stub_worker, tenants):
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
     run_all(stub_broker, stub_worker)
 
-    job = service.get_job(job_id)
+    job = job_row(job_id)
     assert job["status"] == "completed"
     assert job["attempts"] == 1
     assert job["progress"] == 100
@@ -35,7 +35,7 @@ def test_initialize_completes_and_initializes_the_course(stub_broker, stub_worke
     job_id = service.send_job("initialize", user_id=tenants.acme.members[0], args={"course_id": course})
     run_all(stub_broker, stub_worker)
 
-    job = service.get_job(job_id)
+    job = job_row(job_id)
     assert job["status"] == "completed", job["error_message"]
     assert str(job["course_id"]) == course
     assert job["result"]["modules"] == 5
@@ -49,12 +49,12 @@ def test_delayed_job_does_not_start_before_it_is_due(stub_broker, stub_worker, t
     from actors import test_job
 
     message = test_job.send_with_options(delay=1000, job_owner={"user_id": tenants.acme.members[0]})
-    pending = service.get_job(message.message_id)
+    pending = job_row(message.message_id)
     assert pending["status"] == "pending"
     assert (pending["scheduled_for"] - pending["created_at"]).total_seconds() == 1.0
     run_all(stub_broker, stub_worker)
 
-    job = service.get_job(message.message_id)
+    job = job_row(message.message_id)
     assert job["status"] == "completed"
     assert job["scheduled_for"] is None
     # The eta is on this machine's clock, as is the database's.
@@ -65,7 +65,7 @@ def test_failing_job_ends_failed_with_its_error(stub_broker, stub_worker, tenant
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0], args={"should_fail": True})
     run_all(stub_broker, stub_worker)
 
-    job = service.get_job(job_id)
+    job = job_row(job_id)
     assert job["status"] == "failed"
     assert "intentional" in job["error_message"]
     assert job["error_type"] == "IntentionalFailure"
@@ -79,7 +79,7 @@ def test_job_failing_twice_completes_on_its_third_attempt(stub_broker, stub_work
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0], args={"fail_attempts": 2})
     run_all(stub_broker, stub_worker)
 
-    job = service.get_job(job_id)
+    job = job_row(job_id)
     assert job["status"] == "completed"
     assert job["attempts"] == 3
     assert job["error_message"] is None, "a completed job carries no error"
@@ -98,7 +98,7 @@ def test_job_that_exhausts_its_retries_ends_failed(stub_broker, stub_worker, ten
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0], args={"fail_attempts": 99})
     run_all(stub_broker, stub_worker)
 
-    job = service.get_job(job_id)
+    job = job_row(job_id)
     assert job["status"] == "failed"
     assert job["attempts"] == job["max_attempts"] == settings.max_retries + 1
     assert "intentional failure of attempt 4" in job["error_message"]
@@ -110,12 +110,12 @@ def test_redelivered_message_of_a_completed_job_is_skipped(stub_broker, stub_wor
 
     message = test_job.send_with_options(job_owner={"user_id": tenants.acme.members[0]})
     run_all(stub_broker, stub_worker)
-    before = service.get_job(message.message_id)
+    before = job_row(message.message_id)
 
     stub_broker.enqueue(message)  # the broker delivering it again, as at-least-once allows
     run_all(stub_broker, stub_worker)
 
-    after = service.get_job(message.message_id)
+    after = job_row(message.message_id)
     assert after == before
     assert events(message.message_id)[-1] == ("delivery_skipped", "completed", None, 1)
 
@@ -136,7 +136,7 @@ def test_second_delivery_of_a_running_job_is_refused(stub_broker, tenants):
     finally:
         worker.stop()
 
-    job = service.get_job(message.message_id)
+    job = job_row(message.message_id)
     assert (job["status"], job["worker_id"], job["attempts"]) == ("active", "elsewhere", 1)
     assert events(message.message_id)[-1] == ("transition_rejected", "active", None, 1)
 
@@ -154,7 +154,7 @@ def test_late_finish_of_an_earlier_attempt_is_refused(tenants, stub_broker):
     assert (late.outcome, late.status) == ("rejected", "active")
     assert transitions.mark_completed(job_id, 2, "w2", None).applied
     assert transitions.mark_failed(job_id, 2, "w2", failure).outcome == "terminal"
-    assert service.get_job(job_id)["status"] == "completed"
+    assert job_row(job_id)["status"] == "completed"
 
 
 def test_repeated_write_after_a_lost_reply_is_recognised(tenants, stub_broker):

@@ -12,7 +12,7 @@ from tests.conftest import ADMIN_URL
 
 @pytest.fixture
 def scratch_url(settings):
-    url = settings.database_url + "_scratch"
+    url = settings.admin_database_url + "_scratch"
     yield url
     admin = psycopg2.connect(ADMIN_URL)
     admin.autocommit = True

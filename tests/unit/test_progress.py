@@ -9,7 +9,7 @@ import pytest
 from db import transitions
 from jobs import service
 from middleware import ProgressMiddleware, ProgressWriter
-from tests.helpers import wait_for
+from tests.helpers import job_row, wait_for
 
 
 def writer_of(broker) -> ProgressWriter:
@@ -24,13 +24,13 @@ def test_running_job_reports_progress(stub_broker, stub_worker, tenants):
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0], args={"delay_ms": 600})
 
     seen = wait_for(
-        lambda: (job := service.get_job(job_id))["status"] == "active" and 0 < job["progress"] < 100 and job,
+        lambda: (job := job_row(job_id))["status"] == "active" and 0 < job["progress"] < 100 and job,
         what="progress of the running job",
     )
     assert "waited" in seen["progress_message"]
     stub_broker.join("default")
     stub_worker.join()
-    assert service.get_job(job_id)["progress"] == 100
+    assert job_row(job_id)["progress"] == 100
 
 
 def test_progress_never_lands_on_a_finished_job(tenants, stub_broker):
@@ -41,7 +41,7 @@ def test_progress_never_lands_on_a_finished_job(tenants, stub_broker):
     writer = ProgressWriter()
     writer.submit(job_id, 1, 40, "late")
     assert writer.close(timeout=5)
-    job = service.get_job(job_id)
+    job = job_row(job_id)
     assert (job["progress"], job["progress_message"]) == (0, None)
 
 
@@ -54,10 +54,10 @@ def test_progress_of_an_earlier_attempt_is_ignored(tenants, stub_broker):
     writer = ProgressWriter()
     writer.submit(job_id, 1, 90, "from attempt 1")
     assert writer.flush(timeout=5)
-    assert service.get_job(job_id)["progress"] == 0
+    assert job_row(job_id)["progress"] == 0
     writer.submit(job_id, 2, 10, "from attempt 2")
     assert writer.close(timeout=5)
-    assert service.get_job(job_id)["progress"] == 10
+    assert job_row(job_id)["progress"] == 10
 
 
 def test_newest_waiting_report_of_a_job_supersedes_the_older(tenants, stub_broker, log_records):
@@ -69,7 +69,7 @@ def test_newest_waiting_report_of_a_job_supersedes_the_older(tenants, stub_broke
         for percent in (10, 20, 30):
             writer.submit(job_id, 1, percent, f"at {percent}")
     assert writer.close(timeout=5)
-    job = service.get_job(job_id)
+    job = job_row(job_id)
     assert (job["progress"], job["progress_message"]) == (30, "at 30")
     written = [fields(r) for r in log_records if fields(r)["event"] == "progress_written"]
     assert [(w["job_id"], w["progress"]) for w in written] == [(job_id, 30)], "one write for the three reports"
@@ -114,4 +114,4 @@ def test_worker_shutdown_flushes_waiting_progress(tenants, stub_broker):
     with writer._cond:
         writer.submit(job_id, 1, 70, "before shutdown")
     worker.stop()
-    assert service.get_job(job_id)["progress"] == 70
+    assert job_row(job_id)["progress"] == 70

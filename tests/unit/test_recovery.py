@@ -9,7 +9,7 @@ from jobs import service
 from jobs.config import ConfigurationError, Settings
 from middleware.recovery import recover_lost_jobs
 from tests.conftest import running
-from tests.helpers import events
+from tests.helpers import events, job_row
 
 
 def start(job_id: str, worker: str) -> None:
@@ -28,7 +28,7 @@ def test_job_of_a_silent_worker_is_recovered_and_completes(stub_broker, tenants)
         stub_broker.join("default")
         worker.join()
 
-    job = service.get_job(job_id)
+    job = job_row(job_id)
     assert (job["status"], job["attempts"], job["lost_deliveries"]) == ("completed", 2, 1)
     assert [e[0] for e in events(job_id)] == ["enqueued", "started", "worker_lost", "started", "completed"]
 
@@ -47,7 +47,7 @@ def test_recently_started_job_is_not_taken_for_lost(stub_broker, tenants):
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
     start(job_id, "unknown:3:x/Thread-1")
     assert recover_lost_jobs(stub_broker, window_s=10, max_deliveries=3) == []
-    assert service.get_job(job_id)["status"] == "active"
+    assert job_row(job_id)["status"] == "active"
 
 
 def test_job_that_keeps_losing_its_worker_fails_at_the_delivery_limit(stub_broker, tenants):
@@ -57,7 +57,7 @@ def test_job_that_keeps_losing_its_worker_fails_at_the_delivery_limit(stub_broke
     start(job_id, "ghost:1:b/Thread-1")
     assert recover_lost_jobs(stub_broker, window_s=0, max_deliveries=2)[0].outcome == "failed"
 
-    job = service.get_job(job_id)
+    job = job_row(job_id)
     assert (job["status"], job["error_type"], job["lost_deliveries"]) == ("failed", "WorkerLost", 2)
     assert "2 deliveries lost: the limit" in job["error_message"]
     assert job["failed_at"] >= job["started_at"]
@@ -68,7 +68,7 @@ def test_finished_jobs_are_never_reaped(stub_broker, stub_worker, tenants):
     stub_broker.join("default")
     stub_worker.join()
     assert recover_lost_jobs(stub_broker, window_s=0, max_deliveries=3) == []
-    assert service.get_job(job_id)["status"] == "completed"
+    assert job_row(job_id)["status"] == "completed"
 
 
 def test_recovery_window_must_outlast_two_heartbeats():
@@ -94,7 +94,7 @@ def test_worker_does_not_run_a_job_whose_start_it_cannot_record(stub_broker, ten
         database.close()
         database.init(settings.database_url)
 
-    job = service.get_job(message.message_id)
+    job = job_row(message.message_id)
     assert (job["status"], job["attempts"], job["started_at"]) == ("pending", 0, None)
     assert [e[0] for e in events(message.message_id)] == ["enqueued"]
     assert len(stub_broker.dead_letters) == 1, "the message failed instead of running unrecorded"

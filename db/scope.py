@@ -1,0 +1,59 @@
+"""Queries on behalf of one user: PostgreSQL's row-level security decides what they see.
+
+Inside `as_user(user_id)` the connection has taken the jobs_user role and the user's id for one
+transaction only (`SET LOCAL`), so the policies of 0006_tenant_isolation.sql apply to every
+statement, whatever it asks for. When the transaction ends, committed or not, the connection is
+the worker's again and carries no identity into the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from uuid import UUID
+
+from jobs.errors import UnknownUser
+
+from .connection import database
+from .queries import parse_uuid
+
+USER_ROLE = "jobs_user"
+
+
+class ScopeError(RuntimeError):
+    """as_user() was entered inside a transaction, whose identity would outlive the scope."""
+
+
+@dataclass(frozen=True)
+class Viewer:
+    user_id: UUID
+    organization_id: UUID
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@contextmanager
+def as_user(user_id: object) -> Iterator[Viewer]:
+    """Runs the statements of the block in one transaction, as `user_id` and with their rights.
+
+    Raises UnknownUser for an id that names no user, before anything else runs.
+    """
+    key = parse_uuid(user_id)
+    if key is None:
+        raise UnknownUser(user_id)
+    if database.in_transaction():
+        # SET LOCAL lasts until the outer transaction ends, past the end of this block.
+        raise ScopeError("as_user() must open its own transaction, not run inside another one")
+    with database.atomic():
+        database.execute_sql(
+            "SELECT set_config('role', %s, true), set_config('jobs.user_id', %s, true)", (USER_ROLE, str(key))
+        )
+        # Read under the policies: a user sees their own row, or there is no such user.
+        row = database.execute_sql("SELECT organization_id, role FROM users WHERE id = jobs_current_user()").fetchone()
+        if row is None:
+            raise UnknownUser(user_id)
+        yield Viewer(key, row[0], row[1])
