@@ -7,6 +7,7 @@ these functions only call them and translate their answers.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +88,58 @@ def record_enqueued(
             raise UnknownCourse(course_id, user_id) from None
         raise
     return cursor.fetchone()[0]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One job of a batch to record as pending."""
+
+    job_id: str
+    user_id: str
+    course_id: str | None
+    args: list[Any]
+    kwargs: dict[str, Any]
+
+
+def record_enqueued_many(
+    *, job_type: str, queue: str, max_attempts: int, delay_ms: int | None, jobs: list[Pending]
+) -> int:
+    """Inserts the pending rows and events of a whole batch in one statement, so one round trip
+    and one transaction: all are committed, or none (an unknown user or course refuses them all).
+    Returns how many were new."""
+    for job in jobs:
+        if parse_uuid(job.user_id) is None:
+            raise UnknownUser(job.user_id)
+        if job.course_id is not None and parse_uuid(job.course_id) is None:
+            raise UnknownCourse(job.course_id, job.user_id)
+    payload = json.dumps(
+        [
+            {"job_id": j.job_id, "user_id": j.user_id, "course_id": j.course_id, "args": j.args, "kwargs": j.kwargs}
+            for j in jobs
+        ]
+    )
+    try:
+        rows = database.execute_sql(
+            "SELECT job_enqueue(j.job_id, %s, %s, j.user_id, j.course_id, j.args, j.kwargs, %s, %s)"
+            " FROM jsonb_to_recordset(%s::jsonb)"
+            " AS j(job_id uuid, user_id uuid, course_id uuid, args jsonb, kwargs jsonb)",
+            (job_type, queue, max_attempts, delay_ms, payload),
+        ).fetchall()
+    except peewee.DatabaseError as error:
+        code = pgcode(error)
+        if code == UNKNOWN_USER:
+            raise UnknownUser(_refused(error, jobs, lambda j: j.user_id)) from None
+        if code == UNKNOWN_COURSE:
+            course = _refused(error, jobs, lambda j: j.course_id)
+            raise UnknownCourse(course, next(j.user_id for j in jobs if j.course_id == course)) from None
+        raise
+    return sum(1 for (created,) in rows if created)
+
+
+def _refused(error: BaseException, jobs: list[Pending], key: Callable[[Pending], str | None]) -> str:
+    """Which of the batch's values the database named in its refusal."""
+    text = str(error)
+    return next((value for value in map(key, jobs) if value and value in text), "?")
 
 
 def mark_active(job_id: str, worker_id: str) -> Outcome:

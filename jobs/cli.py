@@ -15,6 +15,8 @@ from .errors import JobError, JobNotFound, UnknownJobType
 from .logs import configure_logging
 
 EXIT_USAGE = 2
+# Jobs whose pending rows `jobs send --count N` writes in one round trip (each batch all or none).
+SEND_BATCH = 1_000
 EXIT_ERROR = 1
 
 
@@ -172,9 +174,14 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
     if args.job_type not in JOB_TYPES:
         raise UnknownJobType(args.job_type, list(JOB_TYPES))
     user = resolve_user(args.user)
-    ids = [
-        service.send_job(args.job_type, user_id=user, args=job_args, delay_ms=args.delay_ms) for _ in range(args.count)
-    ]
+    if args.count == 1:
+        ids = [service.send_job(args.job_type, user_id=user, args=job_args, delay_ms=args.delay_ms)]
+    else:
+        ids = []
+        for start in range(0, args.count, SEND_BATCH):
+            size = min(SEND_BATCH, args.count - start)
+            batch = [dict(job_args) for _ in range(size)] if isinstance(job_args, dict) else [job_args] * size
+            ids += service.send_jobs(args.job_type, batch, user_id=user, delay_ms=args.delay_ms)
     if args.json:
         _print_json(ids)
     else:

@@ -7,15 +7,20 @@ nobody another organization's. Operators' views of every tenant are in db.querie
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from dramatiq import Actor
+
 from db import queries, scope
+from middleware.arguments import check_arguments
 from middleware.options import OWNER
+from middleware.status import StatusMiddleware
 
 from .cancellation import Cancellation, cancel_job
 from .errors import InvalidArguments, JobNotFound, UnknownJobType
 
-__all__ = ["Cancellation", "cancel_job", "get_job", "job_history", "list_jobs", "send_job"]
+__all__ = ["Cancellation", "cancel_job", "get_job", "job_history", "list_jobs", "send_job", "send_jobs"]
 
 
 def send_job(job_type: str, *, user_id: object, args: dict[str, Any] | None = None, delay_ms: int | None = None) -> str:
@@ -25,20 +30,61 @@ def send_job(job_type: str, *, user_id: object, args: dict[str, Any] | None = No
     arguments the job can't take, an unknown user, a course outside the user's organization, or
     an unreachable database.
     """
+    actor = _actor(job_type, delay_ms)
+    args = _arguments(job_type, args)
+    message = actor.send_with_options(kwargs=args, delay=delay_ms, **{OWNER: _owner(user_id, args)})
+    return message.message_id
+
+
+def send_jobs(
+    job_type: str, jobs: Iterable[dict[str, Any] | None], *, user_id: object, delay_ms: int | None = None
+) -> list[str]:
+    """Sends many jobs of one type for `user_id`, one per item of `jobs` (each the arguments of
+    one job); returns their ids, in order.
+
+    The pending rows of the whole batch are committed in one round trip before any message is
+    published, with send_job's guarantees for the batch as a whole: if any job is refused, none
+    is written and none is published. If the broker fails part way, the error is raised and the
+    jobs recorded but not yet published are published again by reconcile (as for send_job).
+    """
+    actor = _actor(job_type, delay_ms)
+    validate = actor.options.get("validate")
+    messages = []
+    for args in jobs:
+        args = _arguments(job_type, args)
+        check_arguments(actor.actor_name, actor.fn, validate, (), args)
+        messages.append(actor.message_with_options(kwargs=args, **{OWNER: _owner(user_id, args)}))
+    broker = actor.broker
+    status = next((m for m in broker.middleware if isinstance(m, StatusMiddleware)), None)
+    if status is None:
+        raise RuntimeError(f"the broker of {job_type} has no StatusMiddleware: jobs would not be recorded")
+    status.record_batch(broker, messages, delay_ms)
+    for message in messages:
+        broker.enqueue(message, delay=delay_ms)
+    return [message.message_id for message in messages]
+
+
+def _actor(job_type: str, delay_ms: int | None) -> Actor:
     from actors import JOB_TYPES
 
     actor = JOB_TYPES.get(job_type)
     if actor is None:
         raise UnknownJobType(job_type, list(JOB_TYPES))
-    if args is None:
-        args = {}
-    if not isinstance(args, dict):
-        raise InvalidArguments(job_type, f"arguments must be an object of named values, not {args!r}")
     if delay_ms is not None and (isinstance(delay_ms, bool) or not isinstance(delay_ms, int) or delay_ms < 0):
         raise InvalidArguments(job_type, f"delay_ms must be a whole number of milliseconds >= 0, not {delay_ms!r}")
-    owner = {"user_id": str(user_id), "course_id": args.get("course_id")}
-    message = actor.send_with_options(kwargs=args, delay=delay_ms, **{OWNER: owner})
-    return message.message_id
+    return actor
+
+
+def _arguments(job_type: str, args: dict[str, Any] | None) -> dict[str, Any]:
+    if args is None:
+        return {}
+    if not isinstance(args, dict):
+        raise InvalidArguments(job_type, f"arguments must be an object of named values, not {args!r}")
+    return args
+
+
+def _owner(user_id: object, args: dict[str, Any]) -> dict[str, Any]:
+    return {"user_id": str(user_id), "course_id": args.get("course_id")}
 
 
 def get_job(job_id: object, *, as_user: object) -> dict[str, Any]:

@@ -7,3 +7,6 @@ OWNER = "job_owner"
 RECORDED = "job_recorded"
 #: The attempt number the database gave this delivery when it started it.
 ATTEMPT = "job_attempt"
+#: Set (and removed again) by a batch send, whose pending rows are already committed: the
+#: enqueue that publishes the message has nothing to record.
+RECORDED_IN_BATCH = "job_recorded_in_batch"

@@ -19,7 +19,7 @@ from jobs.errors import JobNotRecorded, JobStartNotRecorded, MissingOwner
 
 from .cancellation import CANCELLATION
 from .identity import worker_id
-from .options import ATTEMPT, OWNER, RECORDED
+from .options import ATTEMPT, OWNER, RECORDED, RECORDED_IN_BATCH
 from .retry_policy import max_attempts, will_retry
 
 log = structlog.get_logger(__name__)
@@ -62,6 +62,9 @@ class StatusMiddleware(Middleware):
         self.finish_deadline_s = finish_deadline_s
 
     def before_enqueue(self, broker: Broker, message: Message, delay: int | None) -> None:
+        # Popped, not read: the option must not travel with the message to its later enqueues.
+        if message.options.pop(RECORDED_IN_BATCH, False):
+            return
         if message.options.get(RECORDED):
             if delay is not None:
                 self._reschedule(message, delay)
@@ -91,6 +94,50 @@ class StatusMiddleware(Middleware):
             raise JobNotRecorded(f"{message.actor_name} {message.message_id} was not sent: {error}") from error
         message.options[RECORDED] = True
         bound.info("job_enqueued", transition="-> pending", outcome="applied" if created else "exists", delay_ms=delay)
+
+    def record_batch(self, broker: Broker, messages: list[Message], delay: int | None) -> None:
+        """Commits the pending rows of messages of one actor in one round trip, before any of them
+        is published (send_jobs then enqueues them); raises JobRejected, writing nothing, if any
+        of them can't be recorded."""
+        if not messages:
+            return
+        first = messages[0]
+        jobs = []
+        for message in messages:
+            owner = message.options.get(OWNER) or {}
+            if not owner.get("user_id"):
+                raise MissingOwner(message.actor_name)
+            jobs.append(
+                transitions.Pending(
+                    message.message_id, owner["user_id"], owner.get("course_id"), list(message.args), message.kwargs
+                )
+            )
+        bound = log.bind(job_type=first.actor_name, attempt=0, write="awaited", count=len(messages))
+
+        def insert() -> int:
+            return transitions.record_enqueued_many(
+                job_type=first.actor_name,
+                queue=first.queue_name,
+                max_attempts=max_attempts(broker, first),
+                delay_ms=delay,
+                jobs=jobs,
+            )
+
+        try:
+            created = reconnecting(insert, what="record_enqueued_many", deadline_s=self.send_deadline_s)
+        except (DatabaseUnavailable, peewee.DatabaseError) as error:
+            bound.error("enqueue_not_recorded", transition="-> pending", error=str(error).strip())
+            raise JobNotRecorded(f"{len(messages)} {first.actor_name} jobs were not sent: {error}") from error
+        for message in messages:
+            message.options[RECORDED] = True
+            message.options[RECORDED_IN_BATCH] = True
+        bound.info(
+            "jobs_enqueued",
+            transition="-> pending",
+            created=created,
+            delay_ms=delay,
+            job_ids=[message.message_id for message in messages],
+        )
 
     def before_process_message(self, broker: Broker, message: Message) -> None:
         message.options.pop(ATTEMPT, None)
