@@ -49,11 +49,13 @@ def as_user(user_id: object) -> Iterator[Viewer]:
         # SET LOCAL lasts until the outer transaction ends, past the end of this block.
         raise ScopeError("as_user() must open its own transaction, not run inside another one")
     with database.atomic():
-        database.execute_sql(
-            "SELECT set_config('role', %s, true), set_config('jobs.user_id', %s, true)", (USER_ROLE, str(key))
-        )
-        # Read under the policies: a user sees their own row, or there is no such user.
-        row = database.execute_sql("SELECT organization_id, role FROM users WHERE id = jobs_current_user()").fetchone()
+        # One round trip: the user's row is read with the worker's rights, and only if it
+        # exists does the same statement take on the user's role and identity.
+        row = database.execute_sql(
+            "SELECT organization_id, role, set_config('role', %s, true), set_config('jobs.user_id', id::text, true)"
+            " FROM users WHERE id = %s",
+            (USER_ROLE, str(key)),
+        ).fetchone()
         if row is None:
             raise UnknownUser(user_id)
         yield Viewer(key, row[0], row[1])
