@@ -18,12 +18,12 @@ from dramatiq.middleware import (
     ShutdownNotifications,
     TimeLimit,
 )
-from dramatiq_abort import Abortable, EventBackend
+from dramatiq_abort import EventBackend
 from dramatiq_abort.backends import RedisBackend, StubBackend
 
 from jobs.config import Settings
 from middleware import ArgumentValidation, ProgressMiddleware, StatusMiddleware, StructuredLogging
-from middleware.cancellation import CancellableRetries
+from middleware.cancellation import CancellableRetries, RunningAbortable
 from middleware.faults import FaultInjection
 from middleware.recovery import Recovery
 
@@ -50,7 +50,7 @@ def middleware_stack(settings: Settings, abort_backend: EventBackend) -> list[Mi
         ArgumentValidation(),
         *faults,
         StatusMiddleware(send_deadline_s=settings.send_deadline_s, start_deadline_s=settings.write_deadline_s),
-        Abortable(backend=abort_backend),
+        RunningAbortable(backend=abort_backend),
         ProgressMiddleware(capacity=settings.progress_queue),
         Recovery(
             heartbeat_s=settings.heartbeat_s,

@@ -16,6 +16,7 @@ import peewee
 from jobs.errors import UnknownCourse, UnknownUser
 
 from .connection import database, pgcode
+from .group_commit import GroupCommit
 from .models import JobStatus
 from .queries import parse_uuid
 
@@ -44,7 +45,9 @@ class Failure:
     stack: str
 
 
-def _outcome(sql: str, params: tuple[Any, ...]) -> Outcome:
+def _outcome(sql: str, params: tuple[Any, ...], via: GroupCommit | None = None) -> Outcome:
+    if via is not None:
+        return Outcome(*via.fetchone(sql, params))
     return Outcome(*database.execute_sql(sql, params).fetchone())
 
 
@@ -142,24 +145,29 @@ def _refused(error: BaseException, jobs: list[Pending], key: Callable[[Pending],
     return next((value for value in map(key, jobs) if value and value in text), "?")
 
 
-def mark_active(job_id: str, worker_id: str) -> Outcome:
-    """pending|retrying -> active; counts the attempt and records the worker."""
-    return _outcome("SELECT * FROM job_start(%s::uuid, %s)", (job_id, worker_id))
+def mark_active(job_id: str, worker_id: str, via: GroupCommit | None = None) -> Outcome:
+    """pending|retrying -> active; counts the attempt and records the worker.
+
+    `via`, here and below: a GroupCommit that commits this write together with other threads'.
+    """
+    return _outcome("SELECT * FROM job_start(%s::uuid, %s)", (job_id, worker_id), via)
 
 
-def mark_completed(job_id: str, attempt: int, worker_id: str, result: Any) -> Outcome:
+def mark_completed(job_id: str, attempt: int, worker_id: str, result: Any, via: GroupCommit | None = None) -> Outcome:
     """active -> completed, with the result."""
-    return _finish(job_id, attempt, "completed", worker_id, result=result)
+    return _finish(job_id, attempt, "completed", worker_id, result=result, via=via)
 
 
-def mark_retrying(job_id: str, attempt: int, worker_id: str, failure: Failure) -> Outcome:
+def mark_retrying(
+    job_id: str, attempt: int, worker_id: str, failure: Failure, via: GroupCommit | None = None
+) -> Outcome:
     """active -> retrying, with the error of the attempt."""
-    return _finish(job_id, attempt, "retrying", worker_id, failure=failure)
+    return _finish(job_id, attempt, "retrying", worker_id, failure=failure, via=via)
 
 
-def mark_failed(job_id: str, attempt: int, worker_id: str, failure: Failure) -> Outcome:
+def mark_failed(job_id: str, attempt: int, worker_id: str, failure: Failure, via: GroupCommit | None = None) -> Outcome:
     """active -> failed, with the error of the last attempt."""
-    return _finish(job_id, attempt, "failed", worker_id, failure=failure)
+    return _finish(job_id, attempt, "failed", worker_id, failure=failure, via=via)
 
 
 def _finish(
@@ -170,6 +178,7 @@ def _finish(
     *,
     result: Any = None,
     failure: Failure | None = None,
+    via: GroupCommit | None = None,
 ) -> Outcome:
     return _outcome(
         "SELECT * FROM job_finish(%s::uuid, %s, %s, %s, %s::jsonb, %s, %s, %s)",
@@ -183,6 +192,7 @@ def _finish(
             failure and failure.message,
             failure and failure.stack,
         ),
+        via,
     )
 
 
@@ -217,9 +227,9 @@ def cancel(job_id: str, reason: str | None) -> Outcome:
     return _outcome("SELECT * FROM job_cancel_request(%s::uuid, %s)", (job_id, reason))
 
 
-def mark_stopped(job_id: str, attempt: int, worker_id: str, how: str) -> Outcome:
+def mark_stopped(job_id: str, attempt: int, worker_id: str, how: str, via: GroupCommit | None = None) -> Outcome:
     """Records that a running attempt stopped because its job was cancelled."""
-    return _outcome("SELECT * FROM job_stop(%s::uuid, %s, %s, %s)", (job_id, attempt, worker_id, how))
+    return _outcome("SELECT * FROM job_stop(%s::uuid, %s, %s, %s)", (job_id, attempt, worker_id, how), via)
 
 
 def is_cancelled(job_id: str) -> bool:

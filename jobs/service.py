@@ -15,6 +15,7 @@ from dramatiq import Actor
 from db import queries, scope
 from middleware.arguments import check_arguments
 from middleware.options import OWNER
+from middleware.publish import publish_many
 from middleware.status import StatusMiddleware
 
 from .cancellation import Cancellation, cancel_job
@@ -43,7 +44,7 @@ def send_jobs(
     one job); returns their ids, in order.
 
     The pending rows of the whole batch are committed in one round trip before any message is
-    published, with send_job's guarantees for the batch as a whole: if any job is refused, none
+    published (on Redis, all in one more round trip), with send_job's guarantees for the batch as a whole: if any job is refused, none
     is written and none is published. If the broker fails part way, the error is raised and the
     jobs recorded but not yet published are published again by reconcile (as for send_job).
     """
@@ -59,8 +60,7 @@ def send_jobs(
     if status is None:
         raise RuntimeError(f"the broker of {job_type} has no StatusMiddleware: jobs would not be recorded")
     status.record_batch(broker, messages, delay_ms)
-    for message in messages:
-        broker.enqueue(message, delay=delay_ms)
+    publish_many(broker, messages, delay_ms)
     return [message.message_id for message in messages]
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from dramatiq import Broker, Message
 from dramatiq.middleware import Retries
-from dramatiq_abort import Abort
+from dramatiq_abort import Abort, Abortable
 
 from db import transitions
 
@@ -41,3 +41,18 @@ class CancellableRetries(Retries):
         if isinstance(exception, CANCELLATION):
             return
         super().after_process_message(broker, message, result=result, exception=exception)
+
+
+class RunningAbortable(Abortable):
+    """dramatiq-abort's Abortable, for running jobs only.
+
+    Abortable asks Redis before every message whether it was cancelled while waiting. Here a
+    cancellation is committed in PostgreSQL before anything else, and the status middleware
+    refuses to start a cancelled job in the write that starts it, so that question would cost
+    every job a Redis round trip to learn nothing. Running jobs are still registered, so that an
+    abort interrupts them.
+    """
+
+    def before_process_message(self, broker: Broker, message: Message) -> None:
+        if self.is_abortable(broker.get_actor(message.actor_name), message):
+            self.manager.add_abortable(message.message_id)

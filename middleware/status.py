@@ -15,6 +15,7 @@ from dramatiq.middleware import Middleware, SkipMessage
 
 from db import transitions
 from db.connection import DatabaseUnavailable, database, reconnecting
+from db.group_commit import GroupCommit
 from jobs.errors import JobNotRecorded, JobStartNotRecorded, MissingOwner
 
 from .cancellation import CANCELLATION
@@ -48,6 +49,8 @@ class StatusMiddleware(Middleware):
         (JobStartNotRecorded, which Retries treats like any failure).
       finish_deadline_s(float): the same for the end of an attempt; by default it never gives
         up, since the message must not be acknowledged as if its end were recorded.
+      group_commit(bool): commit the writes of the worker's threads together (db.group_commit);
+        each hook still returns only once its own write is committed.
     """
 
     def __init__(
@@ -56,10 +59,14 @@ class StatusMiddleware(Middleware):
         send_deadline_s: float = 5.0,
         start_deadline_s: float = 30.0,
         finish_deadline_s: float = math.inf,
+        group_commit: bool = True,
     ) -> None:
         self.send_deadline_s = send_deadline_s
         self.start_deadline_s = start_deadline_s
         self.finish_deadline_s = finish_deadline_s
+        # The writes of a worker's threads (starts and ends of attempts) share commits; a send
+        # commits alone, or with its batch (record_batch).
+        self.commits = GroupCommit() if group_commit else None
 
     def before_enqueue(self, broker: Broker, message: Message, delay: int | None) -> None:
         # Popped, not read: the option must not travel with the message to its later enqueues.
@@ -145,7 +152,7 @@ class StatusMiddleware(Middleware):
         bound = log.bind(job_id=message.message_id, job_type=message.actor_name, write="awaited", worker=me)
         try:
             outcome = reconnecting(
-                lambda: transitions.mark_active(message.message_id, me),
+                lambda: transitions.mark_active(message.message_id, me, via=self.commits),
                 what="mark_active",
                 deadline_s=self.start_deadline_s,
             )
@@ -184,7 +191,11 @@ class StatusMiddleware(Middleware):
         if exception is None:
             result = _jsonable(result)
             self._end(
-                message, attempt, me, "completed", lambda: transitions.mark_completed(job_id, attempt, me, result)
+                message,
+                attempt,
+                me,
+                "completed",
+                lambda: transitions.mark_completed(job_id, attempt, me, result, via=self.commits),
             )
         elif isinstance(exception, CANCELLATION):
             self._stopped(message, attempt, how=type(exception).__name__)
@@ -200,13 +211,13 @@ class StatusMiddleware(Middleware):
                 attempt,
                 me,
                 to,
-                lambda: mark(job_id, attempt, me, failure),
+                lambda: mark(job_id, attempt, me, failure, via=self.commits),
                 error_type=failure.type,
                 error=failure.message,
             )
 
     def after_skip_message(self, broker: Broker, message: Message) -> None:
-        # Skipped after its start was recorded: by Abortable, whose cancel key came in between.
+        # Skipped after its start was recorded, by a middleware that comes after this one.
         attempt = message.options.get(ATTEMPT)
         if attempt is not None:
             self._stopped(message, attempt, how="skipped")
@@ -228,7 +239,7 @@ class StatusMiddleware(Middleware):
             attempt,
             me,
             "cancelled",
-            lambda: transitions.mark_stopped(message.message_id, attempt, me, how),
+            lambda: transitions.mark_stopped(message.message_id, attempt, me, how, via=self.commits),
             how=how,
         )
 
