@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from playhouse.shortcuts import model_to_dict
-
 from .models import JobEvent, JobStatus
 
 STATUSES = ("pending", "active", "retrying", "completed", "failed", "cancelled")
@@ -24,8 +22,7 @@ def get_job(job_id: object) -> dict[str, Any] | None:
     key = parse_uuid(job_id)
     if key is None:
         return None
-    row = JobStatus.get_or_none(JobStatus.job_id == key)
-    return None if row is None else model_to_dict(row)
+    return JobStatus.select().where(JobStatus.job_id == key).dicts().first()
 
 
 def list_jobs(
@@ -44,11 +41,11 @@ def list_jobs(
             if key is None:
                 return []
             query = query.where(column == key)
-    return [model_to_dict(row) for row in query.order_by(JobStatus.created_at.desc()).limit(limit)]
+    return list(query.order_by(JobStatus.created_at.desc()).limit(limit).dicts())
 
 
 def job_events(job_id: object) -> list[dict[str, Any]]:
     key = parse_uuid(job_id)
     if key is None:
         return []
-    return [model_to_dict(row) for row in JobEvent.select().where(JobEvent.job_id == key).order_by(JobEvent.id)]
+    return list(JobEvent.select().where(JobEvent.job_id == key).order_by(JobEvent.id).dicts())

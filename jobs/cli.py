@@ -212,9 +212,7 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
 
     _database(settings)
     if args.viewer:
-        viewer = resolve_user(args.viewer)
-        job = service.get_job(args.job_id, as_user=viewer)
-        history = service.job_history(args.job_id, as_user=viewer)
+        job, history = service.show_job(args.job_id, as_user=resolve_user(args.viewer))
     else:
         job = queries.get_job(args.job_id)
         if job is None:

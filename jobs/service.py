@@ -21,7 +21,16 @@ from middleware.status import StatusMiddleware
 from .cancellation import Cancellation, cancel_job
 from .errors import InvalidArguments, JobNotFound, UnknownJobType
 
-__all__ = ["Cancellation", "cancel_job", "get_job", "job_history", "list_jobs", "send_job", "send_jobs"]
+__all__ = [
+    "Cancellation",
+    "cancel_job",
+    "get_job",
+    "job_history",
+    "list_jobs",
+    "send_job",
+    "send_jobs",
+    "show_job",
+]
 
 
 def send_job(job_type: str, *, user_id: object, args: dict[str, Any] | None = None, delay_ms: int | None = None) -> str:
@@ -124,9 +133,15 @@ def list_jobs(
         return queries.list_jobs(status=status, user_id=user_id, organization_id=organization_id, limit=limit)
 
 
+def show_job(job_id: object, *, as_user: object) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The job and its events, as `as_user` may see them, read in one transaction."""
+    with scope.as_user(as_user):
+        job = queries.get_job(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job, queries.job_events(job_id)
+
+
 def job_history(job_id: object, *, as_user: object) -> list[dict[str, Any]]:
     """The events of a job that `as_user` may see, oldest first; JobNotFound otherwise."""
-    with scope.as_user(as_user):
-        if queries.get_job(job_id) is None:
-            raise JobNotFound(job_id)
-        return queries.job_events(job_id)
+    return show_job(job_id, as_user=as_user)[1]
