@@ -73,3 +73,21 @@ def test_redelivery_of_a_completed_job_is_skipped(redis_broker, redis_worker, te
     wait_for(lambda: events(message.message_id)[-1][0] == "delivery_skipped", what="the redelivery to be skipped")
     job = job_row(message.message_id)
     assert (job["status"], job["attempts"]) == ("completed", 1)
+
+
+def test_batch_published_in_one_pipeline_runs_every_job(redis_broker, redis_worker, tenants, monkeypatch):
+    def one_by_one(*args, **kwargs):
+        raise AssertionError("a batch on Redis is published through one pipeline, not enqueue by enqueue")
+
+    monkeypatch.setattr(redis_broker, "enqueue", one_by_one)
+    owner = tenants.globex.members[1]
+    now = service.send_jobs("test_job", [{"delay_ms": n} for n in range(20)], user_id=owner)
+    later = service.send_jobs("test_job", [{}, {}], user_id=owner, delay_ms=200)
+    monkeypatch.undo()  # the worker's own enqueues (a delay coming due) are Dramatiq's
+
+    wait_for(all_terminal(now + later), what="both batches to finish", timeout=30)
+    assert statuses(now + later) == dict.fromkeys(now + later, "completed")
+    for job_id in later:
+        assert [e[0] for e in events(job_id)] == ["enqueued", "started", "completed"]
+        row = job_row(job_id)
+        assert (row["started_at"] - row["created_at"]).total_seconds() >= 0.2, "ran before its delay"
