@@ -3,6 +3,7 @@
 
   scripts/bench.py [throughput] [--jobs N] [--rounds R] [--processes P] [--threads T] [--batch B]
   scripts/bench.py scale [--sizes 10000,100000,1000000] [--samples S]
+  scripts/bench.py ceiling [--jobs N] [--threads T] [--rounds R]
 
 throughput: the same trivial job through real `dramatiq` worker processes, in configurations
 alternated within one run (bare, full, full-batch, bare, full, ...): `bare` is Dramatiq with no
@@ -14,7 +15,10 @@ and for the full system the time inside each status hook. Then the ratios full/b
 scale: job_status filled by SQL to each size, then the send rate and the latency of the
 product's reads (show and list, as a user, under row-level security) at that size.
 
-Both use their own database (`<DATABASE_URL's name>_bench`) and Redis namespace (`jobs-bench`).
+ceiling: the three awaited writes of each job with no broker and no worker, on the same
+database: what PostgreSQL alone allows on this machine (scripts/bench_ceiling.py).
+
+All use their own database (`<DATABASE_URL's name>_bench`) and Redis namespace (`jobs-bench`).
 """
 
 from __future__ import annotations
@@ -341,7 +345,7 @@ def machine() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", nargs="?", default="throughput", choices=("throughput", "scale"))
+    parser.add_argument("mode", nargs="?", default="throughput", choices=("throughput", "scale", "ceiling"))
     parser.add_argument("--jobs", type=int, default=2_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--processes", type=int, default=1)
@@ -363,6 +367,10 @@ def main() -> int:
         from bench_scale import run_scale
 
         return run_scale(args)
+    if args.mode == "ceiling":
+        from bench_ceiling import run_ceiling
+
+        return run_ceiling(args)
     return run_throughput(args)
 
 

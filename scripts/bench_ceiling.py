@@ -1,0 +1,103 @@
+"""The ceiling mode of scripts/bench.py: what PostgreSQL alone allows, with no broker and no worker.
+
+--threads threads each take jobs through the three awaited writes of a job (pending, active,
+completed), on this machine's database, with the same transition functions as the system:
+once with a transaction per write (the naive way), once as the system writes them (pending rows
+in batches, starts and ends through group commit). It reports jobs/s and the CPU time the whole
+machine spent per job, so the throughput figures of the other modes can be read against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+import time
+import uuid
+
+from db import transitions
+from db.connection import database
+from db.fixtures import seed
+from db.group_commit import GroupCommit
+
+BATCH = 100
+
+
+def machine_cpu_s() -> float:
+    """CPU time spent by the whole machine so far (every process, user and system)."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def run_once(jobs: int, threads: int, user: str, grouped: bool) -> tuple[float, float]:
+    ids = [str(uuid.uuid4()) for _ in range(jobs)]
+    commits = GroupCommit() if grouped else None
+    # As in the system, jobs are sent while others run: the sender's batches and the workers'
+    # writes compete; a worker takes a job once its pending row is committed.
+    recorded = threading.Condition()
+    committed = 0 if grouped else jobs
+
+    def send() -> None:
+        nonlocal committed
+        try:
+            for start in range(0, jobs, BATCH):
+                batch = [transitions.Pending(job_id, user, None, [], {}) for job_id in ids[start : start + BATCH]]
+                transitions.record_enqueued_many(
+                    job_type="test_job", queue="default", max_attempts=4, delay_ms=None, jobs=batch
+                )
+                with recorded:
+                    committed = start + len(batch)
+                    recorded.notify_all()
+        finally:
+            database.close()
+
+    def work(first: int) -> None:
+        try:
+            for index in range(first, jobs, threads):
+                job_id = ids[index]
+                if grouped:
+                    with recorded:
+                        recorded.wait_for(lambda i=index: i < committed)
+                else:
+                    transitions.record_enqueued(
+                        job_id=job_id,
+                        job_type="test_job",
+                        queue="default",
+                        user_id=user,
+                        course_id=None,
+                        args=[],
+                        kwargs={},
+                        max_attempts=4,
+                        delay_ms=None,
+                    )
+                transitions.mark_active(job_id, "ceiling/1", via=commits)
+                transitions.mark_completed(job_id, 1, "ceiling/1", None, via=commits)
+        finally:
+            database.close()
+
+    everyone = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    if grouped:
+        everyone.append(threading.Thread(target=send))
+    cpu, started = machine_cpu_s(), time.perf_counter()
+    for thread in everyone:
+        thread.start()
+    for thread in everyone:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    return jobs / elapsed, 1000 * (machine_cpu_s() - cpu) / jobs
+
+
+def run_ceiling(args: argparse.Namespace) -> int:
+    user = seed(os.environ["ADMIN_DATABASE_URL"])["organizations"][0]["users"][1]["id"]
+    print(f"bench ceiling: jobs={args.jobs} threads={args.threads}, alternated over {args.rounds} rounds")
+    results: dict[str, list[tuple[float, float]]] = {"one transaction per write": [], "as the system writes": []}
+    for _ in range(args.rounds):
+        for label, grouped in (("one transaction per write", False), ("as the system writes", True)):
+            results[label].append(run_once(args.jobs, args.threads, user, grouped))
+    for label, runs in results.items():
+        rates = sorted(rate for rate, _ in runs)
+        cpus = sorted(cpu for _, cpu in runs)
+        print(f"  {label:<26} {rates[len(rates) // 2]:7.0f} jobs/s  machine CPU {cpus[len(cpus) // 2]:.2f} ms per job")
+    return 0
