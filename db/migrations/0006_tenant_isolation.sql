@@ -49,9 +49,9 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
     SELECT organization_id FROM users WHERE id = jobs_current_user()
 $$;
 
-CREATE FUNCTION jobs_current_admin_org() RETURNS uuid
+CREATE FUNCTION jobs_current_is_admin() RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
-    SELECT organization_id FROM users WHERE id = jobs_current_user() AND role = 'admin'
+    SELECT coalesce((SELECT role = 'admin' FROM users WHERE id = jobs_current_user()), false)
 $$;
 
 -- A user's cancellation: the requester is the identity of the transaction, never an argument,
@@ -92,7 +92,10 @@ END $$;
 -- What a user sees: their organization, its people and courses; their own jobs, or, for an
 -- admin, every job of the organization; the events of the jobs they see. Read-only: no
 -- INSERT, UPDATE or DELETE policy exists for jobs_user, so even a stray grant writes nothing.
--- The sub-selects make each identity function run once per query, not once per row.
+-- The sub-selects make each identity function run once per query, not once per row. The job
+-- policy names the organization first and has no OR across columns: the planner then walks the
+-- (organization_id, created_at) index for a list, instead of gathering the whole organization
+-- to sort it. A member's own jobs are in their organization (the composite key says so).
 CREATE POLICY organizations_user ON organizations FOR SELECT TO jobs_user
     USING (id = (SELECT jobs_current_org()));
 CREATE POLICY users_user ON users FOR SELECT TO jobs_user
@@ -102,7 +105,8 @@ CREATE POLICY courses_user ON courses FOR SELECT TO jobs_user
 CREATE POLICY course_modules_user ON course_modules FOR SELECT TO jobs_user
     USING (EXISTS (SELECT 1 FROM courses c WHERE c.id = course_modules.course_id));
 CREATE POLICY job_status_user ON job_status FOR SELECT TO jobs_user
-    USING (user_id = (SELECT jobs_current_user()) OR organization_id = (SELECT jobs_current_admin_org()));
+    USING (organization_id = (SELECT jobs_current_org())
+           AND (user_id = (SELECT jobs_current_user()) OR (SELECT jobs_current_is_admin())));
 CREATE POLICY job_events_user ON job_events FOR SELECT TO jobs_user
     USING (EXISTS (SELECT 1 FROM job_status j WHERE j.job_id = job_events.job_id));
 
@@ -145,5 +149,5 @@ GRANT EXECUTE ON ALL ROUTINES IN SCHEMA public TO jobs_worker;
 REVOKE EXECUTE ON FUNCTION job_cancel(uuid, uuid, text), job_cancel_request(uuid, text) FROM jobs_worker;
 
 GRANT SELECT ON organizations, users, courses, course_modules, job_status, job_events TO jobs_user;
-GRANT EXECUTE ON FUNCTION jobs_current_user(), jobs_current_org(), jobs_current_admin_org(),
+GRANT EXECUTE ON FUNCTION jobs_current_user(), jobs_current_org(), jobs_current_is_admin(),
     job_cancel_request(uuid, text) TO jobs_user;
