@@ -4,7 +4,8 @@
 completed), on this machine's database, with the same transition functions as the system:
 once with a transaction per write (the naive way), once as the system writes them (pending rows
 in batches, starts and ends through group commit). It reports jobs/s and the CPU time the whole
-machine spent per job, so the throughput figures of the other modes can be read against it.
+machine spent per job, so the throughput figures of the other modes can be read against it;
+then what one round trip costs from one thread, back to back and at a gentle pace.
 """
 
 from __future__ import annotations
@@ -89,6 +90,38 @@ def run_once(jobs: int, threads: int, user: str, grouped: bool) -> tuple[float, 
     return jobs / elapsed, 1000 * (machine_cpu_s() - cpu) / jobs
 
 
+def round_trips(user: str, calls: int = 400) -> dict[str, tuple[float, float]]:
+    """p50 in ms of a SELECT 1 and of a pending row's insert, back to back and with 5 ms pauses
+    between calls (as at 200 jobs/s): what one round trip costs when the machine is busy or idle."""
+    results = {}
+    for pause in (0.0, 0.005):
+        select, insert = [], []
+        for _ in range(calls):
+            time.sleep(pause)  # the load's own pace, not a wait for an outcome
+            started = time.perf_counter()
+            database.execute_sql("SELECT 1").fetchone()
+            select.append(time.perf_counter() - started)
+            time.sleep(pause)
+            started = time.perf_counter()
+            transitions.record_enqueued(
+                job_id=str(uuid.uuid4()),
+                job_type="test_job",
+                queue="default",
+                user_id=user,
+                course_id=None,
+                args=[],
+                kwargs={},
+                max_attempts=4,
+                delay_ms=None,
+            )
+            insert.append(time.perf_counter() - started)
+        results[f"{1000 * pause:.0f} ms pauses"] = (
+            1000 * sorted(select)[calls // 2],
+            1000 * sorted(insert)[calls // 2],
+        )
+    return results
+
+
 def run_ceiling(args: argparse.Namespace) -> int:
     user = seed(os.environ["ADMIN_DATABASE_URL"])["organizations"][0]["users"][1]["id"]
     print(f"bench ceiling: jobs={args.jobs} threads={args.threads}, alternated over {args.rounds} rounds")
@@ -100,4 +133,7 @@ def run_ceiling(args: argparse.Namespace) -> int:
         rates = sorted(rate for rate, _ in runs)
         cpus = sorted(cpu for _, cpu in runs)
         print(f"  {label:<26} {rates[len(rates) // 2]:7.0f} jobs/s  machine CPU {cpus[len(cpus) // 2]:.2f} ms per job")
+    print("one round trip, p50, from one thread:")
+    for label, (select, insert) in round_trips(user).items():
+        print(f"  {label:<26} SELECT 1 {select:.2f} ms  pending row {insert:.2f} ms")
     return 0
