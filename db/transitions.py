@@ -51,48 +51,6 @@ def _outcome(sql: str, params: tuple[Any, ...], via: GroupCommit | None = None) 
     return Outcome(*database.execute_sql(sql, params).fetchone())
 
 
-def record_enqueued(
-    *,
-    job_id: str,
-    job_type: str,
-    queue: str,
-    user_id: str,
-    course_id: str | None,
-    args: list[Any],
-    kwargs: dict[str, Any],
-    max_attempts: int,
-    delay_ms: int | None,
-) -> bool:
-    """Inserts the pending row and its event; False when the row was there already."""
-    if parse_uuid(user_id) is None:
-        raise UnknownUser(user_id)
-    if course_id is not None and parse_uuid(course_id) is None:
-        raise UnknownCourse(course_id, user_id)
-    try:
-        cursor = database.execute_sql(
-            "SELECT job_enqueue(%s::uuid, %s, %s, %s::uuid, %s::uuid, %s::jsonb, %s::jsonb, %s, %s)",
-            (
-                job_id,
-                job_type,
-                queue,
-                str(user_id),
-                course_id and str(course_id),
-                json.dumps(args),
-                json.dumps(kwargs),
-                max_attempts,
-                delay_ms,
-            ),
-        )
-    except peewee.DatabaseError as error:
-        code = pgcode(error)
-        if code == UNKNOWN_USER:
-            raise UnknownUser(user_id) from None
-        if code == UNKNOWN_COURSE:
-            raise UnknownCourse(course_id, user_id) from None
-        raise
-    return cursor.fetchone()[0]
-
-
 @dataclass(frozen=True)
 class Pending:
     """One job of a batch to record as pending."""
@@ -107,9 +65,9 @@ class Pending:
 def record_enqueued_many(
     *, job_type: str, queue: str, max_attempts: int, delay_ms: int | None, jobs: list[Pending]
 ) -> int:
-    """Inserts the pending rows and events of a whole batch in one statement, so one round trip
-    and one transaction: all are committed, or none (an unknown user or course refuses them all).
-    Returns how many were new."""
+    """Inserts the pending rows and events of jobs (one, or a whole batch) in one statement, so
+    one round trip and one transaction: all are committed, or none (an unknown user or course
+    refuses them all). Returns how many were new; a job whose row exists already is left as it is."""
     for job in jobs:
         if parse_uuid(job.user_id) is None:
             raise UnknownUser(job.user_id)

@@ -76,31 +76,18 @@ class StatusMiddleware(Middleware):
             if delay is not None:
                 self._reschedule(message, delay)
             return
-        owner = message.options.get(OWNER) or {}
-        if not owner.get("user_id"):
-            raise MissingOwner(message.actor_name)
-        bound = log.bind(job_id=message.message_id, job_type=message.actor_name, attempt=0, write="awaited")
-
-        def insert() -> bool:
-            return transitions.record_enqueued(
-                job_id=message.message_id,
-                job_type=message.actor_name,
-                queue=message.queue_name,
-                user_id=owner["user_id"],
-                course_id=owner.get("course_id"),
-                args=list(message.args),
-                kwargs=message.kwargs,
-                max_attempts=max_attempts(broker, message),
-                delay_ms=delay,
-            )
-
-        try:
-            created = reconnecting(insert, what="record_enqueued", deadline_s=self.send_deadline_s)
-        except (DatabaseUnavailable, peewee.DatabaseError) as error:
-            bound.error("enqueue_not_recorded", transition="-> pending", error=str(error).strip())
-            raise JobNotRecorded(f"{message.actor_name} {message.message_id} was not sent: {error}") from error
+        created = self._record_pending(broker, [message], delay)
         message.options[RECORDED] = True
-        bound.info("job_enqueued", transition="-> pending", outcome="applied" if created else "exists", delay_ms=delay)
+        log.info(
+            "job_enqueued",
+            job_id=message.message_id,
+            job_type=message.actor_name,
+            attempt=0,
+            write="awaited",
+            transition="-> pending",
+            outcome="applied" if created else "exists",
+            delay_ms=delay,
+        )
 
     def record_batch(self, broker: Broker, messages: list[Message], delay: int | None) -> None:
         """Commits the pending rows of messages of one actor in one round trip, before any of them
@@ -108,39 +95,17 @@ class StatusMiddleware(Middleware):
         of them can't be recorded."""
         if not messages:
             return
-        first = messages[0]
-        jobs = []
-        for message in messages:
-            owner = message.options.get(OWNER) or {}
-            if not owner.get("user_id"):
-                raise MissingOwner(message.actor_name)
-            jobs.append(
-                transitions.Pending(
-                    message.message_id, owner["user_id"], owner.get("course_id"), list(message.args), message.kwargs
-                )
-            )
-        bound = log.bind(job_type=first.actor_name, attempt=0, write="awaited", count=len(messages))
-
-        def insert() -> int:
-            return transitions.record_enqueued_many(
-                job_type=first.actor_name,
-                queue=first.queue_name,
-                max_attempts=max_attempts(broker, first),
-                delay_ms=delay,
-                jobs=jobs,
-            )
-
-        try:
-            created = reconnecting(insert, what="record_enqueued_many", deadline_s=self.send_deadline_s)
-        except (DatabaseUnavailable, peewee.DatabaseError) as error:
-            bound.error("enqueue_not_recorded", transition="-> pending", error=str(error).strip())
-            raise JobNotRecorded(f"{len(messages)} {first.actor_name} jobs were not sent: {error}") from error
+        created = self._record_pending(broker, messages, delay)
         for message in messages:
             message.options[RECORDED] = True
             message.options[RECORDED_IN_BATCH] = True
-        bound.info(
+        log.info(
             "jobs_enqueued",
+            job_type=messages[0].actor_name,
+            attempt=0,
+            write="awaited",
             transition="-> pending",
+            count=len(messages),
             created=created,
             delay_ms=delay,
             job_ids=[message.message_id for message in messages],
@@ -231,6 +196,50 @@ class StatusMiddleware(Middleware):
 
     def before_worker_thread_shutdown(self, broker: Broker, thread: Any) -> None:
         database.close()
+
+    def _record_pending(self, broker: Broker, messages: list[Message], delay: int | None) -> int:
+        """Writes the pending rows of messages of one actor in one statement, retrying an
+        unreachable database until the send deadline; returns how many were new. Raises
+        JobNotRecorded, so that nothing is published, when it can't write them all."""
+        first = messages[0]
+        jobs = []
+        for message in messages:
+            owner = message.options.get(OWNER) or {}
+            if not owner.get("user_id"):
+                raise MissingOwner(message.actor_name)
+            jobs.append(
+                transitions.Pending(
+                    message.message_id, owner["user_id"], owner.get("course_id"), list(message.args), message.kwargs
+                )
+            )
+
+        def insert() -> int:
+            return transitions.record_enqueued_many(
+                job_type=first.actor_name,
+                queue=first.queue_name,
+                max_attempts=max_attempts(broker, first),
+                delay_ms=delay,
+                jobs=jobs,
+            )
+
+        try:
+            return reconnecting(insert, what="record_enqueued", deadline_s=self.send_deadline_s)
+        except (DatabaseUnavailable, peewee.DatabaseError) as error:
+            which = (
+                f"{first.actor_name} {first.message_id} was"
+                if len(messages) == 1
+                else (f"{len(messages)} {first.actor_name} jobs were")
+            )
+            log.error(
+                "enqueue_not_recorded",
+                job_id=first.message_id if len(messages) == 1 else None,
+                job_type=first.actor_name,
+                count=len(messages),
+                write="awaited",
+                transition="-> pending",
+                error=str(error).strip(),
+            )
+            raise JobNotRecorded(f"{which} not sent: {error}") from error
 
     def _stopped(self, message: Message, attempt: int, *, how: str) -> None:
         me = worker_id()

@@ -32,6 +32,16 @@ def machine_cpu_s() -> float:
     return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def enqueue_one(job_id: str, user: str) -> None:
+    transitions.record_enqueued_many(
+        job_type="test_job",
+        queue="default",
+        max_attempts=4,
+        delay_ms=None,
+        jobs=[transitions.Pending(job_id, user, None, [], {})],
+    )
+
+
 def run_once(jobs: int, threads: int, user: str, grouped: bool) -> tuple[float, float]:
     ids = [str(uuid.uuid4()) for _ in range(jobs)]
     commits = GroupCommit() if grouped else None
@@ -62,17 +72,7 @@ def run_once(jobs: int, threads: int, user: str, grouped: bool) -> tuple[float, 
                     with recorded:
                         recorded.wait_for(lambda i=index: i < committed)
                 else:
-                    transitions.record_enqueued(
-                        job_id=job_id,
-                        job_type="test_job",
-                        queue="default",
-                        user_id=user,
-                        course_id=None,
-                        args=[],
-                        kwargs={},
-                        max_attempts=4,
-                        delay_ms=None,
-                    )
+                    enqueue_one(job_id, user)
                 transitions.mark_active(job_id, "ceiling/1", via=commits)
                 transitions.mark_completed(job_id, 1, "ceiling/1", None, via=commits)
         finally:
@@ -103,17 +103,7 @@ def round_trips(user: str, calls: int = 400) -> dict[str, tuple[float, float]]:
             select.append(time.perf_counter() - started)
             time.sleep(pause)
             started = time.perf_counter()
-            transitions.record_enqueued(
-                job_id=str(uuid.uuid4()),
-                job_type="test_job",
-                queue="default",
-                user_id=user,
-                course_id=None,
-                args=[],
-                kwargs={},
-                max_attempts=4,
-                delay_ms=None,
-            )
+            enqueue_one(str(uuid.uuid4()), user)
             insert.append(time.perf_counter() - started)
         results[f"{1000 * pause:.0f} ms pauses"] = (
             1000 * sorted(select)[calls // 2],
