@@ -33,7 +33,8 @@ class StatusMiddleware(Middleware):
 
     Guarantees:
       * send() returns only once the job's `pending` row is committed; when it can't be written,
-        send() raises JobRejected and nothing is published.
+        send() raises JobRejected and nothing is published. A batch (record_batch, for
+        jobs.service.send_jobs) is committed whole before any of its messages is published.
       * An actor runs only once its `active` row is committed. A delivery whose job is finished
         (a redelivery) or held by another worker is skipped; the skip is recorded as an event.
       * The end of an attempt (`completed`, `retrying`, `failed`) is committed before Retries
