@@ -2,15 +2,18 @@
 """Benchmarks against the real Redis and PostgreSQL; a benchmark, not a test.
 
   scripts/bench.py [throughput] [--jobs N] [--rounds R] [--processes P] [--threads T] [--batch B]
+                   [--rate R] [--paced-jobs N] [--configs bare,full,...]
   scripts/bench.py scale [--sizes 10000,100000,1000000] [--samples S]
   scripts/bench.py ceiling [--jobs N] [--threads T] [--rounds R]
 
 throughput: the same trivial job through real `dramatiq` worker processes, in configurations
 alternated within one run (bare, full, full-batch, bare, full, ...): `bare` is Dramatiq with no
 status middleware, `full` this system sending one job at a time, `full-batch` this system
-sending with send_jobs in batches of B. Medians over the rounds of: send rate, end-to-end
-throughput (first send to last completion), latency per job (send to completion) p50/p99,
-and for the full system the time inside each status hook. Then the ratios full/bare.
+sending with send_jobs in batches of B; `bare-paced` and `full-paced` send at --rate jobs/s,
+the cost of a job on a machine that is not saturated. Medians over the rounds of: send rate,
+end-to-end throughput (first send to last completion), latency per job (send to completion)
+p50/p99, and for the full system the time inside each status hook and the writes per commit.
+Then the ratios full/bare, beside the targets of issue 6.
 
 scale: job_status filled by SQL to each size, then the send rate and the latency of the
 product's reads (show and list, as a user, under row-level security) at that size.
