@@ -33,6 +33,9 @@ class _Write:
     error: BaseException | None = None
 
 
+_STOP = _Write("", ())
+
+
 class GroupCommit:
     """Runs single-row `SELECT * FROM fn(...)` writes, several per transaction.
 
@@ -72,15 +75,33 @@ class GroupCommit:
                 self._writer = threading.Thread(target=self._run, name="group-commit", daemon=True)
                 self._writer.start()
 
+    def close(self) -> None:
+        """Stops the writer once the writes queued before are done, and closes its connection.
+        A write sent later starts a new writer."""
+        with self._lock:
+            writer = self._writer
+        if writer is not None and writer.is_alive():
+            self._queue.put(_STOP)
+            writer.join()
+
     def _run(self) -> None:
-        while True:
-            batch = [self._queue.get()]
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            self._write(batch)
+        try:
+            while True:
+                batch = [self._queue.get()]
+                while len(batch) < self.max_batch and batch[-1] is not _STOP:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                stopping = batch[-1] is _STOP
+                if stopping:
+                    batch.pop()
+                if batch:
+                    self._write(batch)
+                if stopping:
+                    return
+        finally:
+            self._close()
 
     def _write(self, batch: list[_Write]) -> None:
         try:

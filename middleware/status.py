@@ -198,6 +198,11 @@ class StatusMiddleware(Middleware):
     def before_worker_thread_shutdown(self, broker: Broker, thread: Any) -> None:
         database.close()
 
+    def after_worker_shutdown(self, broker: Broker, worker: Any) -> None:
+        # Every worker thread has finished its writes by now.
+        if self.commits is not None:
+            self.commits.close()
+
     def _record_pending(self, broker: Broker, messages: list[Message], delay: int | None) -> int:
         """Writes the pending rows of messages of one actor in one statement, retrying an
         unreachable database until the send deadline; returns how many were new. Raises

@@ -76,6 +76,7 @@ def test_writes_waiting_together_share_one_transaction(jobs, held):
     for thread in threads + more:
         thread.join(timeout=10)
 
+    commits.close()
     assert (commits.writes, commits.transactions) == (4, 2)
     assert all(answer.applied for answer in [*answers.values(), *more_answers.values()])
     assert statuses(jobs) == dict.fromkeys(jobs, "active")
@@ -101,6 +102,20 @@ def test_a_bad_write_fails_only_its_own_caller(jobs, held):
     for thread in threads + more:
         thread.join(timeout=10)
 
+    commits.close()
     assert answers[0].applied and answers[2].applied
     assert isinstance(answers[1], peewee.DataError) and "can not move a job to cancelled" in str(answers[1])
     assert statuses(jobs) == {first: "active", good: "active", bad: "pending", other: "active"}
+
+
+def test_closing_stops_the_writer_after_its_writes_and_a_later_write_starts_another(jobs):
+    commits = GroupCommit()
+    first, second, *_ = jobs
+    assert transitions.mark_active(first, "w/0", via=commits).applied
+    writer = commits._writer
+    commits.close()
+    assert writer is not None and not writer.is_alive()
+    assert transitions.mark_active(second, "w/1", via=commits).applied
+    assert commits._writer is not writer and commits._writer.is_alive()
+    commits.close()
+    assert statuses([first, second]) == {first: "active", second: "active"}
