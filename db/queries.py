@@ -32,6 +32,12 @@ def list_jobs(
     organization_id: object = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
+    """The newest jobs matching the filters; a filter that is not an id matches nothing.
+    Raises ValueError for an unknown status or a limit out of range."""
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"unknown status {status!r} (one of {', '.join(STATUSES)})")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be a whole number from 1 to {MAX_LIMIT}, not {limit!r}")
     query = JobStatus.select()
     if status is not None:
         query = query.where(JobStatus.status == status)

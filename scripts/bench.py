@@ -73,6 +73,7 @@ import dramatiq  # noqa: E402
 import psycopg2  # noqa: E402
 import redis  # noqa: E402
 from dramatiq.brokers.redis import RedisBroker  # noqa: E402
+from polling import wait_until  # noqa: E402
 
 import actors  # noqa: E402 - configures the database and the broker from the environment above
 import db  # noqa: E402
@@ -91,16 +92,6 @@ HOOKS = ("before_enqueue", "before_process_message", "after_process_message")
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
-
-
-def wait_until(condition: Callable[[], Any], *, what: str, timeout: float) -> Any:
-    """Polls `condition` until it is truthy; exits saying `what` never happened."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bench: timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.005)
-    return value
 
 
 @dataclass

@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 
+from polling import wait_until
+
 import actors  # configures the database and the broker
 from db.connection import database
 from db.fixtures import seed
@@ -31,15 +33,6 @@ def event_time(job_id: str, event: str):
         "SELECT created_at FROM job_events WHERE job_id = %s::uuid AND event = %s", (job_id, event)
     ).fetchone()
     return row and row[0]
-
-
-def wait(condition, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.005)
-    return value
 
 
 def main() -> int:
@@ -60,10 +53,12 @@ def main() -> int:
     try:
         for _ in range(args.samples):
             job_id = service.send_job("test_job", user_id=user, args={"delay_ms": 30_000})
-            wait(lambda j=job_id: event_time(j, "started"), "the job to start")
+            wait_until(lambda j=job_id: event_time(j, "started"), what="the job to start", timeout=30)
             time.sleep(args.after_start_ms / 1000)  # let it run, as a user would before cancelling
             service.cancel_job(job_id, user)
-            stopped = wait(lambda j=job_id: event_time(j, "execution_stopped"), "the job to stop", timeout=10)
+            stopped = wait_until(
+                lambda j=job_id: event_time(j, "execution_stopped"), what="the job to stop", timeout=10
+            )
             latencies.append((stopped - event_time(job_id, "cancelled")).total_seconds() * 1000)
     finally:
         worker.send_signal(signal.SIGTERM)

@@ -93,7 +93,7 @@ def test_batch_send_fails_loudly_when_the_database_is_unreachable(tenants, setti
     assert (count("job_status"), published) == (0, [])
 
 
-def test_delayed_batch_waits_then_runs_without_a_second_write(tenants, stub_broker, stub_worker):
+def test_delayed_batch_waits_then_runs_without_a_second_write(tenants, stub_broker, stub_worker, log_records):
     ids = service.send_jobs("test_job", [{}, {}], user_id=tenants.globex.members[0], delay_ms=50)
     assert all(job_row(job_id)["scheduled_for"] is not None for job_id in ids)
     stub_broker.join("default")
@@ -101,6 +101,14 @@ def test_delayed_batch_waits_then_runs_without_a_second_write(tenants, stub_brok
     assert statuses(ids) == dict.fromkeys(ids, "completed")
     # Recorded once, at the send; the delay coming due is the same job, not a new one.
     assert all([e[0] for e in events(job_id)] == ["enqueued", "started", "completed"] for job_id in ids)
+    pending_writes = [
+        r.msg["event"]
+        for r in log_records
+        if r.name == "middleware.status"
+        and isinstance(r.msg, dict)
+        and r.msg["event"] in ("job_enqueued", "jobs_enqueued", "job_rescheduled")
+    ]
+    assert pending_writes == ["jobs_enqueued"], "the batch's publish wrote its rows again"
 
 
 def test_jobs_send_count_sends_one_batch(tenants):
