@@ -5,12 +5,12 @@ from __future__ import annotations
 import dramatiq
 
 import db
-from jobs.config import Settings
 
 from .broker import bind, build_broker
+from .settings import Settings
 
 settings = Settings.from_env()
-db.configure(settings.database_url)
+db.configure(settings.database_url, settings.db_limits())
 broker = build_broker(settings)
 # The actors below attach to the global broker as they are defined.
 dramatiq.set_broker(broker)

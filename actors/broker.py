@@ -21,27 +21,38 @@ from dramatiq.middleware import (
 from dramatiq_abort import EventBackend
 from dramatiq_abort.backends import RedisBackend, StubBackend
 
-from jobs.config import Settings
-from middleware import ArgumentValidation, ProgressMiddleware, StatusMiddleware, StructuredLogging
-from middleware.cancellation import CancellableRetries, RunningAbortable
+from middleware import (
+    ArgumentValidation,
+    Lease,
+    LeaseKeeper,
+    Maintenance,
+    ProgressMiddleware,
+    SendRecorder,
+    StatusMiddleware,
+    StructuredLogging,
+)
+from middleware.cancellation import RunningAbortable
 from middleware.faults import FaultInjection
-from middleware.recovery import Recovery
+from middleware.retry_policy import JobRetries
+
+from .settings import Settings
 
 
 def middleware_stack(settings: Settings, abort_backend: EventBackend) -> list[Middleware]:
-    # Order matters. The status middleware comes after Retries (see middleware/retry_policy.py)
-    # and after the argument check, so that a refused send writes nothing. Abortable comes after
-    # it: a thread is abortable only once its start is recorded, and no longer once its end is
-    # being written (after-hooks run in reverse), so an abort never lands inside a status write.
+    # Order matters. The status middleware comes after Retries (see middleware/retry_policy.py),
+    # and the send recorder after the argument check, so that a refused send writes nothing.
+    # Everything that interrupts a running job (TimeLimit, ShutdownNotifications, Abortable,
+    # the lease's watchdog) comes after the status middleware: a thread is interruptible only
+    # once its start is recorded, and no longer once its end is being written (after-hooks run
+    # in reverse), so no interruption lands inside a status write. The lease keeper comes last.
     faults = [FaultInjection()] if settings.allow_fault_injection else []
+    lease = Lease(window_s=settings.recovery_window_s, margin_s=settings.lease_margin_s)
     return [
         StructuredLogging(fmt=settings.log_format, level=settings.log_level),
         AgeLimit(),
-        TimeLimit(),
-        ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
-        CancellableRetries(
+        JobRetries(
             max_retries=settings.max_retries,
             min_backoff=settings.min_backoff_ms,
             max_backoff=settings.max_backoff_ms,
@@ -49,15 +60,19 @@ def middleware_stack(settings: Settings, abort_backend: EventBackend) -> list[Mi
         CurrentMessage(),
         ArgumentValidation(),
         *faults,
-        StatusMiddleware(send_deadline_s=settings.send_deadline_s, start_deadline_s=settings.write_deadline_s),
+        SendRecorder(send_deadline_s=settings.send_deadline_s),
+        StatusMiddleware(lease=lease, max_deliveries=settings.max_deliveries),
+        TimeLimit(),
+        ShutdownNotifications(),
         RunningAbortable(backend=abort_backend),
         ProgressMiddleware(capacity=settings.progress_queue),
-        Recovery(
-            heartbeat_s=settings.heartbeat_s,
+        Maintenance(
+            reap_s=settings.heartbeat_s,
             window_s=settings.recovery_window_s,
             max_deliveries=settings.max_deliveries,
             reconcile_s=settings.reconcile_s,
         ),
+        LeaseKeeper(lease, heartbeat_s=settings.heartbeat_s),
     ]
 
 

@@ -1,6 +1,7 @@
 """Storage of jobs and tenants in PostgreSQL: schema, migrations, transitions and queries."""
 
-from .connection import DatabaseUnavailable, configure, database, reconnecting
+from .connection import Limits, configure, database, reconnecting
+from .errors import DatabaseUnavailable
 from .schema import migrate
 
-__all__ = ["DatabaseUnavailable", "configure", "database", "migrate", "reconnecting"]
+__all__ = ["DatabaseUnavailable", "Limits", "configure", "database", "migrate", "reconnecting"]

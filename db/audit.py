@@ -43,16 +43,35 @@ def broken_rows(job_ids: list[str] | None = None) -> list[tuple[Any, ...]]:
     ).fetchall()
 
 
-def late_executions(job_ids: list[str]) -> list[tuple[Any, ...]]:
-    """Attempts that ran on after their job was taken from them: a worker recorded the end of
-    an attempt that was no longer the job's (for a job not cancelled, where that is expected).
-    Each is a job that was executing twice at once."""
+def overlapping_executions(job_ids: list[str] | None = None) -> list[tuple[Any, ...]]:
+    """Pairs of executions of one job that overlapped in time: each would be a job run twice at once.
+
+    An execution starts at its `started` event. It ends at the first event its own worker thread
+    wrote for the job after that start (its end, a refusal of its end, or its stop), at the time
+    that event gives for the end of the execution (`ended_at`, measured by the worker when its
+    write was late), or else at the event that took the job from its worker (`worker_lost`, or
+    the reaper's `failed`): the worker died, or never wrote again. One with neither never ended.
+    """
     return database.execute_sql(
         """
-        SELECT e.job_id, e.attempt, e.worker_id, e.details->>'wanted' FROM job_events e
-          JOIN job_status s USING (job_id)
-         WHERE e.job_id = ANY(%s::uuid[]) AND e.event = 'transition_rejected'
-           AND e.details->>'wanted' <> 'active' AND s.status <> 'cancelled'
+        WITH runs AS (
+            SELECT s.job_id, s.id, s.attempt, s.worker_id, s.created_at AS started_at,
+                   coalesce(own.ended_at, taken.created_at, 'infinity') AS ended_at
+              FROM job_events s
+              LEFT JOIN LATERAL (
+                  SELECT coalesce((x.details->>'ended_at')::timestamptz, x.created_at) AS ended_at
+                    FROM job_events x
+                   WHERE x.job_id = s.job_id AND x.id > s.id AND x.worker_id = s.worker_id
+                   ORDER BY x.id LIMIT 1) own ON true
+              LEFT JOIN LATERAL (
+                  SELECT x.created_at FROM job_events x
+                   WHERE x.job_id = s.job_id AND x.id > s.id AND x.details->>'lost_worker' = s.worker_id
+                   ORDER BY x.id LIMIT 1) taken ON true
+             WHERE s.event = 'started' AND (%(ids)s::uuid[] IS NULL OR s.job_id = ANY(%(ids)s::uuid[]))
+        )
+        SELECT a.job_id, a.attempt, a.worker_id, a.started_at, a.ended_at, b.attempt, b.worker_id, b.started_at
+          FROM runs a JOIN runs b ON b.job_id = a.job_id AND b.id > a.id AND b.started_at < a.ended_at
+         ORDER BY a.job_id, a.id
         """,
-        (job_ids,),
+        {"ids": job_ids},
     ).fetchall()

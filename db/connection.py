@@ -1,33 +1,68 @@
-"""The database handle, and the retry policy of the writes that must not be lost."""
+"""The database handle, its limits, and the retry policy of the writes that must not be lost."""
 
 from __future__ import annotations
 
 import random
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import peewee
 import structlog
+
+from .errors import DatabaseUnavailable
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
 # Peewee opens one connection per thread on first use; worker threads keep theirs open and close
-# it on shutdown (see middleware.connections).
+# it on shutdown (see middleware.status).
 database = peewee.PostgresqlDatabase(None, autoconnect=True)
 
-# Errors of the connection, not of the statement: worth a reconnect and another try.
+# Errors of the connection or the server, not of the statement: worth a reconnect and another
+# try. Class 08 is "connection exception"; 57P01-57P03: the server shut down or is starting.
 CONNECTION_ERRORS = (peewee.OperationalError, peewee.InterfaceError)
+_CONNECTION_CODES = ("57P01", "57P02", "57P03")
+# The statement gave way, and the same statement may well pass a moment later: a lock or
+# statement timeout, a deadlock or a serialization failure.
+_TRANSIENT_CODES = ("55P03", "57014", "40001", "40P01")
 
 
-class DatabaseUnavailable(Exception):
-    """The database could not be reached before the deadline."""
+@dataclass(frozen=True)
+class Limits:
+    """What bounds every statement and connection, so that one locked row or one half-open
+    connection can't stall a process's writes for ever (README: configuration)."""
+
+    connect_timeout_s: int = 5
+    statement_timeout_ms: int = 30_000
+    lock_timeout_ms: int = 5_000
+    idle_in_transaction_timeout_ms: int = 60_000
+    #: Idle seconds before the first TCP keepalive probe, and between probes (three are sent).
+    keepalive_s: int = 5
+
+    def connect_params(self) -> dict[str, Any]:
+        """libpq parameters; they override the same ones in the URL."""
+        return {
+            "connect_timeout": self.connect_timeout_s,
+            "keepalives": 1,
+            "keepalives_idle": self.keepalive_s,
+            "keepalives_interval": self.keepalive_s,
+            "keepalives_count": 3,
+            # Data sent and not acknowledged for this long (a peer gone mid-statement) ends the
+            # connection, which keepalives alone do not while a request is outstanding.
+            "tcp_user_timeout": self.keepalive_s * 4 * 1000,
+            "options": (
+                f"-c statement_timeout={self.statement_timeout_ms}"
+                f" -c lock_timeout={self.lock_timeout_ms}"
+                f" -c idle_in_transaction_session_timeout={self.idle_in_transaction_timeout_ms}"
+            ),
+        }
 
 
-def configure(url: str) -> None:
-    database.init(url)
+def configure(url: str, limits: Limits | None = None) -> None:
+    database.init(url, **(limits or Limits()).connect_params())
 
 
 def pgcode(error: BaseException) -> str | None:
@@ -39,8 +74,33 @@ def pgcode(error: BaseException) -> str | None:
     return None
 
 
+def is_connection_error(error: BaseException) -> bool:
+    """The connection is gone or unusable: close it and open another."""
+    if isinstance(error, peewee.InterfaceError):
+        return True
+    if not isinstance(error, peewee.OperationalError):
+        return False
+    code = pgcode(error)
+    # No code: the client library itself lost the connection (refused, reset, closed).
+    return code is None or code.startswith("08") or code in _CONNECTION_CODES
+
+
+def is_transient(error: BaseException) -> bool:
+    """Worth trying again: the connection failed, or the statement gave way to another."""
+    return is_connection_error(error) or (isinstance(error, peewee.DatabaseError) and pgcode(error) in _TRANSIENT_CODES)
+
+
+def close_quietly() -> None:
+    """Closes this thread's connection, which stays broken after an error until it is closed."""
+    try:
+        database.close()
+    except peewee.PeeweeException:
+        pass
+
+
 def reconnecting(operation: Callable[[], T], *, what: str, deadline_s: float) -> T:
-    """Runs `operation` until it succeeds, reconnecting after connection errors.
+    """Runs `operation` until it succeeds, reconnecting after connection errors and trying again
+    after statements that gave way (is_transient); any other error is raised at once.
 
     Every operation passed here must be safe to repeat: a reply lost after the commit means
     the second try finds its own work done (the transition functions recognise that).
@@ -50,15 +110,14 @@ def reconnecting(operation: Callable[[], T], *, what: str, deadline_s: float) ->
     for attempt in range(1, 1_000_000):
         try:
             return operation()
-        except CONNECTION_ERRORS as error:
-            # A dropped connection stays broken in this thread until it is closed here.
-            try:
-                database.close()
-            except peewee.PeeweeException:
-                pass
+        except (peewee.DatabaseError, peewee.InterfaceError) as error:
+            if not is_transient(error):
+                raise
+            if is_connection_error(error):
+                close_quietly()
             remaining = give_up_at - time.monotonic()
             if remaining <= 0:
-                raise DatabaseUnavailable(f"{what}: database unreachable ({error})") from error
+                raise DatabaseUnavailable(f"{what}: database unreachable ({str(error).strip()})") from error
             log.warning("database_unreachable", what=what, attempt=attempt, error=str(error).strip())
             time.sleep(min(delay * (1 + random.random()), remaining))
             delay = min(delay * 2, 2.0)

@@ -19,7 +19,7 @@ from typing import Any
 import peewee
 import structlog
 
-from .connection import CONNECTION_ERRORS, database
+from .connection import close_quietly, database, is_connection_error, is_transient
 
 log = structlog.get_logger(__name__)
 
@@ -106,22 +106,19 @@ class GroupCommit:
     def _write(self, batch: list[_Write]) -> None:
         try:
             rows = self._execute(batch)
-        except CONNECTION_ERRORS as error:
-            # The callers retry (db.connection.reconnecting); this thread reconnects on next use.
-            self._close()
-            self._fail(batch, error)
-            return
-        except peewee.DatabaseError as error:
-            if len(batch) == 1:
-                self._fail(batch, error)
-                return
-            # One bad write (or a deadlock with another process) must not fail the others:
-            # each is run again in a transaction of its own.
-            log.warning("group_commit_split", writes=len(batch), error=str(error).strip(), write="awaited")
-            for write in batch:
-                self._write([write])
-            return
         except BaseException as error:  # noqa: BLE001 - whatever it is, the callers must not wait forever
+            if is_connection_error(error):
+                # The callers retry (db.connection.reconnecting); this thread reconnects on next use.
+                close_quietly()
+            elif not is_transient(error) and len(batch) > 1 and isinstance(error, Exception):
+                # One bad write (a value the database refuses, or that the driver can't even send)
+                # must not fail the others: each is run again in a transaction of its own.
+                log.warning("group_commit_split", writes=len(batch), error=str(error).strip(), write="awaited")
+                for write in batch:
+                    self._write([write])
+                return
+            # A lock or statement timeout fails the whole batch, not split: its callers try again
+            # on their own connections, so that one locked row does not hold this writer again.
             self._fail(batch, error)
             return
         self.writes += len(batch)
@@ -150,7 +147,4 @@ class GroupCommit:
 
     @staticmethod
     def _close() -> None:
-        try:
-            database.close()
-        except peewee.PeeweeException:
-            pass
+        close_quietly()

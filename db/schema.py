@@ -10,18 +10,13 @@ import psycopg2
 import psycopg2.errors
 import structlog
 
-from jobs.errors import JobError
+from .errors import MigrationChanged
 
 log = structlog.get_logger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Serialises concurrent migrators (several workers starting at once).
 LOCK_KEY = 7_140_001
-
-
-class MigrationChanged(JobError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"migration {name} changed after it was applied: add a new migration instead")
 
 
 def create_database_if_missing(url: str) -> bool:

@@ -13,16 +13,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from uuid import UUID
 
-from jobs.errors import UnknownUser
-
 from .connection import database
+from .errors import ScopeError, UnknownUser
 from .queries import parse_uuid
 
 USER_ROLE = "jobs_user"
-
-
-class ScopeError(RuntimeError):
-    """as_user() was entered inside a transaction, whose identity would outlive the scope."""
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Every status write of a job: one named function each, one statement each.
 
-The guards, timestamps and events are in the SQL functions of migrations/0003_transitions.sql;
-these functions only call them and translate their answers.
+The guards, timestamps and events are in the SQL functions of the migrations (0003, 0004, 0005,
+0009); these functions only call them, make a job's own output storable (db.storable), and
+translate their answers.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Any
 
 import peewee
 
-from jobs.errors import UnknownCourse, UnknownUser
-
+from . import storable
 from .connection import database, pgcode
+from .errors import UnknownCourse, UnknownUser
 from .group_commit import GroupCommit
 from .models import JobStatus
 from .queries import parse_uuid
@@ -26,7 +27,8 @@ UNKNOWN_COURSE = "JB002"
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a transition found: 'applied', 'terminal', 'rejected' or 'missing'."""
+    """What a transition found: 'applied', 'terminal', 'rejected', 'missing', or for a start
+    'no_lease' (the worker holds no live lease)."""
 
     outcome: str
     previous: str | None
@@ -44,6 +46,13 @@ class Failure:
     message: str
     stack: str
 
+    def storable(self) -> Failure:
+        return Failure(
+            storable.text(self.type, 200) or "",
+            storable.text(self.message, storable.MAX_ERROR_MESSAGE) or "",
+            storable.text(self.stack, storable.MAX_STACK, keep_end=True) or "",
+        )
+
 
 def _outcome(sql: str, params: tuple[Any, ...], via: GroupCommit | None = None) -> Outcome:
     if via is not None:
@@ -60,6 +69,8 @@ class Pending:
     course_id: str | None
     args: list[Any]
     kwargs: dict[str, Any]
+    #: The message's options (retries, time_limit, ...), kept so that a re-sent job is the same job.
+    options: dict[str, Any]
 
 
 def record_enqueued_many(
@@ -75,15 +86,22 @@ def record_enqueued_many(
             raise UnknownCourse(job.course_id, job.user_id)
     payload = json.dumps(
         [
-            {"job_id": j.job_id, "user_id": j.user_id, "course_id": j.course_id, "args": j.args, "kwargs": j.kwargs}
+            {
+                "job_id": j.job_id,
+                "user_id": j.user_id,
+                "course_id": j.course_id,
+                "args": j.args,
+                "kwargs": j.kwargs,
+                "options": j.options,
+            }
             for j in jobs
         ]
     )
     try:
         rows = database.execute_sql(
-            "SELECT job_enqueue(j.job_id, %s, %s, j.user_id, j.course_id, j.args, j.kwargs, %s, %s)"
+            "SELECT job_enqueue(j.job_id, %s, %s, j.user_id, j.course_id, j.args, j.kwargs, j.options, %s, %s)"
             " FROM jsonb_to_recordset(%s::jsonb)"
-            " AS j(job_id uuid, user_id uuid, course_id uuid, args jsonb, kwargs jsonb)",
+            " AS j(job_id uuid, user_id uuid, course_id uuid, args jsonb, kwargs jsonb, options jsonb)",
             (job_type, queue, max_attempts, delay_ms, payload),
         ).fetchall()
     except peewee.DatabaseError as error:
@@ -104,28 +122,47 @@ def _refused(error: BaseException, jobs: list[Pending], key: Callable[[Pending],
 
 
 def mark_active(job_id: str, worker_id: str, via: GroupCommit | None = None) -> Outcome:
-    """pending|retrying -> active; counts the attempt and records the worker.
+    """pending|retrying -> active, if the worker's process holds a live lease; counts the attempt
+    and records the worker.
 
     `via`, here and below: a GroupCommit that commits this write together with other threads'.
+    `ended_ms_ago`, below: how long ago the attempt's execution ended, by the worker's clock; a
+    refusal of the write records it as the end of that execution (db.audit).
     """
     return _outcome("SELECT * FROM job_start(%s::uuid, %s)", (job_id, worker_id), via)
 
 
-def mark_completed(job_id: str, attempt: int, worker_id: str, result: Any, via: GroupCommit | None = None) -> Outcome:
-    """active -> completed, with the result."""
-    return _finish(job_id, attempt, "completed", worker_id, result=result, via=via)
+def mark_completed(
+    job_id: str, attempt: int, worker_id: str, result: Any, *, ended_ms_ago: int = 0, via: GroupCommit | None = None
+) -> Outcome:
+    """active -> completed, with the result (or a marker, when it can't be stored: db.storable)."""
+    return _finish(job_id, attempt, "completed", worker_id, ended_ms_ago, result=result, via=via)
 
 
 def mark_retrying(
-    job_id: str, attempt: int, worker_id: str, failure: Failure, via: GroupCommit | None = None
+    job_id: str,
+    attempt: int,
+    worker_id: str,
+    failure: Failure,
+    *,
+    ended_ms_ago: int = 0,
+    via: GroupCommit | None = None,
 ) -> Outcome:
     """active -> retrying, with the error of the attempt."""
-    return _finish(job_id, attempt, "retrying", worker_id, failure=failure, via=via)
+    return _finish(job_id, attempt, "retrying", worker_id, ended_ms_ago, failure=failure, via=via)
 
 
-def mark_failed(job_id: str, attempt: int, worker_id: str, failure: Failure, via: GroupCommit | None = None) -> Outcome:
+def mark_failed(
+    job_id: str,
+    attempt: int,
+    worker_id: str,
+    failure: Failure,
+    *,
+    ended_ms_ago: int = 0,
+    via: GroupCommit | None = None,
+) -> Outcome:
     """active -> failed, with the error of the last attempt."""
-    return _finish(job_id, attempt, "failed", worker_id, failure=failure, via=via)
+    return _finish(job_id, attempt, "failed", worker_id, ended_ms_ago, failure=failure, via=via)
 
 
 def _finish(
@@ -133,30 +170,49 @@ def _finish(
     attempt: int,
     to: str,
     worker_id: str,
+    ended_ms_ago: int,
     *,
     result: Any = None,
     failure: Failure | None = None,
     via: GroupCommit | None = None,
 ) -> Outcome:
+    failure = failure and failure.storable()
     return _outcome(
-        "SELECT * FROM job_finish(%s::uuid, %s, %s, %s, %s::jsonb, %s, %s, %s)",
+        "SELECT * FROM job_finish(%s::uuid, %s, %s, %s, %s::jsonb, %s, %s, %s, %s)",
         (
             job_id,
             attempt,
             to,
             worker_id,
-            None if result is None else json.dumps(result),
+            None if result is None else json.dumps(storable.json_value(result)),
             failure and failure.type,
             failure and failure.message,
             failure and failure.stack,
+            ended_ms_ago,
         ),
         via,
     )
 
 
-def reschedule(job_id: str, delay_ms: int) -> bool:
-    """Records when a waiting job becomes due; False when it is no longer waiting."""
-    row = database.execute_sql("SELECT job_reschedule(%s::uuid, %s)", (job_id, delay_ms)).fetchone()
+def mark_lease_expired(
+    job_id: str, attempt: int, worker_id: str, *, ended_ms_ago: int, max_lost: int, via: GroupCommit | None = None
+) -> Outcome:
+    """An attempt its worker stopped because its lease was running out: active -> retrying (to be
+    published again by the caller) or failed at the delivery limit, if the job is still that
+    attempt's; otherwise only the end of the execution is recorded."""
+    return _outcome(
+        "SELECT * FROM job_lease_expired(%s::uuid, %s, %s, %s, %s)",
+        (job_id, attempt, worker_id, ended_ms_ago, max_lost),
+        via,
+    )
+
+
+def reschedule(job_id: str, delay_ms: int, options: dict[str, Any]) -> bool:
+    """Records when a waiting job becomes due, and its message's options as enqueued now; False
+    when it is no longer waiting."""
+    row = database.execute_sql(
+        "SELECT job_reschedule(%s::uuid, %s, %s::jsonb)", (job_id, delay_ms, json.dumps(options))
+    ).fetchone()
     return bool(row and row[0])
 
 
@@ -185,9 +241,13 @@ def cancel(job_id: str, reason: str | None) -> Outcome:
     return _outcome("SELECT * FROM job_cancel_request(%s::uuid, %s)", (job_id, reason))
 
 
-def mark_stopped(job_id: str, attempt: int, worker_id: str, how: str, via: GroupCommit | None = None) -> Outcome:
+def mark_stopped(
+    job_id: str, attempt: int, worker_id: str, how: str, *, ended_ms_ago: int = 0, via: GroupCommit | None = None
+) -> Outcome:
     """Records that a running attempt stopped because its job was cancelled."""
-    return _outcome("SELECT * FROM job_stop(%s::uuid, %s, %s, %s)", (job_id, attempt, worker_id, how), via)
+    return _outcome(
+        "SELECT * FROM job_stop(%s::uuid, %s, %s, %s, %s)", (job_id, attempt, worker_id, how, ended_ms_ago), via
+    )
 
 
 def is_cancelled(job_id: str) -> bool:
@@ -203,37 +263,62 @@ class Reaped:
     course_id: str | None
     args: list[Any]
     kwargs: dict[str, Any]
+    #: The options of its message as last enqueued.
+    options: dict[str, Any]
     #: 'retrying' (to be published again) or 'failed' (its delivery limit reached); for
     #: waiting_jobs, the job's status.
     outcome: str
+    #: For waiting_jobs: how long until it is due (a delay or a retry's backoff), 0 if it is.
+    due_in_ms: int = 0
 
 
-def heartbeat(worker_process: str, hostname: str, pid: int) -> None:
-    database.execute_sql("SELECT worker_heartbeat(%s, %s, %s)", (worker_process, hostname, pid))
+def heartbeat(worker_process: str, hostname: str, pid: int, *, lease_ms: int, broker_id: str | None) -> None:
+    """Renews the process's lease: it holds its jobs until `lease_ms` from now, by the database's clock."""
+    database.execute_sql(
+        "SELECT worker_heartbeat(%s, %s, %s, %s, %s)", (worker_process, hostname, pid, lease_ms, broker_id)
+    )
 
 
-def worker_stopped(worker_process: str) -> None:
-    database.execute_sql("SELECT worker_stopped(%s)", (worker_process,))
+def worker_stopped(worker_process: str, *, release: bool) -> None:
+    """Records that the process stopped; `release`: none of its threads runs a job any more, so its
+    lease ends now (otherwise it runs out)."""
+    database.execute_sql("SELECT worker_stopped(%s, %s)", (worker_process, release))
 
 
 def reap(window_ms: int, max_lost_deliveries: int) -> list[Reaped]:
-    """Takes back the active jobs of silent workers: see job_reap in 0005_recovery.sql."""
+    """Takes back the active jobs of workers whose lease ran out: see job_reap in 0009_leases.sql."""
     rows = database.execute_sql("SELECT * FROM job_reap(%s, %s)", (window_ms, max_lost_deliveries)).fetchall()
     return [
-        Reaped(str(job_id), job_type, queue, str(user_id), course_id and str(course_id), args, kwargs, outcome)
-        for job_id, job_type, queue, user_id, course_id, args, kwargs, outcome in rows
+        Reaped(str(job_id), job_type, queue, str(user_id), course_id and str(course_id), args, kwargs, options, outcome)
+        for job_id, job_type, queue, user_id, course_id, args, kwargs, options, outcome in rows
     ]
+
+
+def lost_brokers(broker_ids: list[str]) -> list[str]:
+    """Those of `broker_ids` that belong to worker processes whose lease has run out."""
+    if not broker_ids:
+        return []
+    rows = database.execute_sql(
+        "SELECT DISTINCT broker_id FROM workers WHERE broker_id = ANY(%s)"
+        " AND NOT EXISTS (SELECT 1 FROM workers live WHERE live.broker_id = workers.broker_id"
+        " AND live.stopped_at IS NULL AND live.lease_expires_at >= clock_timestamp())",
+        (broker_ids,),
+    ).fetchall()
+    return [broker_id for (broker_id,) in rows]
 
 
 def waiting_jobs(older_than_ms: int) -> list[Reaped]:
     """Pending and retrying jobs not updated for `older_than_ms`: those whose message may be lost."""
     rows = database.execute_sql(
-        "SELECT job_id, job_type, queue, user_id, course_id, args, kwargs, status FROM job_status"
-        " WHERE status IN ('pending', 'retrying')"
+        "SELECT job_id, job_type, queue, user_id, course_id, args, kwargs, options, status,"
+        " greatest(0, ceil(extract(epoch FROM scheduled_for - clock_timestamp()) * 1000))::bigint"
+        " FROM job_status WHERE status IN ('pending', 'retrying')"
         " AND updated_at < clock_timestamp() - %s * interval '1 millisecond'",
         (older_than_ms,),
     ).fetchall()
     return [
-        Reaped(str(job_id), job_type, queue, str(user_id), course_id and str(course_id), args, kwargs, status)
-        for job_id, job_type, queue, user_id, course_id, args, kwargs, status in rows
+        Reaped(
+            str(job_id), job_type, queue, str(user_id), course_id and str(course_id), args, kwargs, options, status, due
+        )
+        for job_id, job_type, queue, user_id, course_id, args, kwargs, options, status, due in rows
     ]

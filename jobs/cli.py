@@ -6,13 +6,16 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import peewee
 
-from .config import Settings
-from .errors import JobError, JobNotFound, UnknownJobType
-from .logs import configure_logging
+from middleware.log_format import configure_logging
+
+from .errors import DatabaseUnavailable, JobError, JobNotFound, UnknownJobType
+
+if TYPE_CHECKING:
+    from actors.settings import Settings
 
 EXIT_USAGE = 2
 # Jobs whose pending rows `jobs send --count N` writes in one round trip (each batch all or none).
@@ -32,15 +35,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        # Imported here: importing the actors package configures the broker from the environment,
+        # which may be wrong (a one-line error, not a traceback).
+        from actors.settings import Settings
+
         settings = Settings.from_env()
         configure_logging(settings.log_format if args.command == "demo" else "console", args.log_level)
         return args.run(args, settings) or 0
+    except (peewee.OperationalError, DatabaseUnavailable) as error:
+        print(f"error: database unreachable: {str(error).strip()}", file=sys.stderr)
+        return EXIT_ERROR
     except (JobError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except peewee.OperationalError as error:
-        print(f"error: database unreachable: {str(error).strip()}", file=sys.stderr)
-        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
 
@@ -120,7 +127,7 @@ def _print_json(value: Any) -> None:
 def _database(settings: Settings) -> None:
     import db
 
-    db.configure(settings.database_url)
+    db.configure(settings.database_url, settings.db_limits())
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -276,7 +283,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def _reap(args: argparse.Namespace, settings: Settings) -> int:
     from actors import broker
-    from middleware.recovery import recover_lost_jobs
+    from middleware.reaper import recover_lost_jobs
 
     reaped = recover_lost_jobs(broker, window_s=settings.recovery_window_s, max_deliveries=settings.max_deliveries)
     if args.json:

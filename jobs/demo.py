@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import db
-
-from .config import Settings
+from actors.settings import Settings
 
 TERMINAL = ("completed", "failed", "cancelled")
 REFRESH_S = 0.5

@@ -1,56 +1,44 @@
-"""The errors a caller can get, each with a message that says what to fix.
+"""Every error a caller of this system can get, each with a message that says what to fix.
 
-Errors raised from a Dramatiq hook derive from MiddlewareError: Dramatiq swallows any other
-exception there, and a refused send must reach the caller of send() with nothing published.
+They are defined in the layer that raises them (db/errors.py, middleware/errors.py) and gathered
+here, so that a service catches them from one place.
 """
 
 from __future__ import annotations
 
-from dramatiq.middleware import MiddlewareError
+from db.errors import DatabaseUnavailable, JobError, MigrationChanged, NotStorable, UnknownCourse, UnknownUser
+from middleware.errors import (
+    InvalidArguments,
+    JobNotRecorded,
+    JobRejected,
+    JobStartNotRecorded,
+    MissingOwner,
+    SendInTransaction,
+)
 
-
-class JobError(Exception):
-    """Base of every error of this system that a caller can act on."""
-
-
-class JobRejected(JobError, MiddlewareError):
-    """A send was refused: nothing was written and nothing was published."""
+__all__ = [
+    "DatabaseUnavailable",
+    "InvalidArguments",
+    "JobAlreadyFinished",
+    "JobError",
+    "JobNotFound",
+    "JobNotRecorded",
+    "JobRejected",
+    "JobStartNotRecorded",
+    "MigrationChanged",
+    "MissingOwner",
+    "NotStorable",
+    "PermissionDenied",
+    "SendInTransaction",
+    "UnknownCourse",
+    "UnknownJobType",
+    "UnknownUser",
+]
 
 
 class UnknownJobType(JobRejected):
     def __init__(self, job_type: str, known: list[str]) -> None:
         super().__init__(f"unknown job type {job_type!r} (known: {', '.join(sorted(known))})")
-
-
-class InvalidArguments(JobRejected):
-    def __init__(self, job_type: str, problem: str) -> None:
-        super().__init__(f"invalid arguments for {job_type}: {problem}")
-
-
-class MissingOwner(JobRejected):
-    def __init__(self, job_type: str) -> None:
-        super().__init__(
-            f"{job_type} was sent without an owner: send it through jobs.service.send_job "
-            "(or pass job_owner={'user_id': ...} in its options)"
-        )
-
-
-class UnknownUser(JobRejected):
-    def __init__(self, user_id: object) -> None:
-        super().__init__(f"unknown user {user_id}")
-
-
-class UnknownCourse(JobRejected):
-    def __init__(self, course_id: object, user_id: object) -> None:
-        super().__init__(f"course {course_id} does not exist in the organization of user {user_id}")
-
-
-class JobNotRecorded(JobRejected):
-    """The pending row could not be written, so the message was not published."""
-
-
-class JobStartNotRecorded(MiddlewareError):
-    """The start of a job could not be recorded, so the job did not run."""
 
 
 class JobNotFound(JobError):

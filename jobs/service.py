@@ -16,7 +16,7 @@ from db import queries, scope
 from middleware.arguments import check_arguments
 from middleware.options import OWNER
 from middleware.publish import publish_many
-from middleware.status import StatusMiddleware
+from middleware.sends import SendRecorder
 
 from .cancellation import Cancellation, cancel_job
 from .errors import InvalidArguments, JobNotFound, UnknownJobType
@@ -65,10 +65,10 @@ def send_jobs(
         check_arguments(actor.actor_name, actor.fn, validate, (), args)
         messages.append(actor.message_with_options(kwargs=args, **{OWNER: _owner(user_id, args)}))
     broker = actor.broker
-    status = next((m for m in broker.middleware if isinstance(m, StatusMiddleware)), None)
-    if status is None:
-        raise RuntimeError(f"the broker of {job_type} has no StatusMiddleware: jobs would not be recorded")
-    status.record_batch(broker, messages, delay_ms)
+    recorder = next((m for m in broker.middleware if isinstance(m, SendRecorder)), None)
+    if recorder is None:
+        raise RuntimeError(f"the broker of {job_type} has no SendRecorder: jobs would not be recorded")
+    recorder.record_batch(broker, messages, delay_ms)
     publish_many(broker, messages, delay_ms)
     return [message.message_id for message in messages]
 

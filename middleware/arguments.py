@@ -12,8 +12,9 @@ from typing import Any
 from dramatiq import Broker, Message
 from dramatiq.middleware import Middleware
 
-from jobs.errors import InvalidArguments
+from db import storable
 
+from .errors import InvalidArguments
 from .options import RECORDED
 
 
@@ -21,8 +22,9 @@ class ArgumentValidation(Middleware):
     """Checks a new message's arguments against its actor before anything is written or sent.
 
     The arguments must bind to the actor's signature and match its type hints (int, float, bool,
-    str, None and unions of them; bool is not an int). Then the actor's `validate` option, if
-    set, is called with the bound arguments and may raise ValueError to refuse them. A refusal
+    str, None and unions of them; bool is not an int), and be storable as they are (JSON without
+    NaN, no NUL character: db.storable). Then the actor's `validate` option, if set, is called
+    with the bound arguments and may raise ValueError to refuse them. A refusal
     raises InvalidArguments out of send(). Enqueues of a message already recorded (a delay
     coming due, a retry) are not checked again.
     """
@@ -45,6 +47,9 @@ def check_arguments(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> None:
+    problem = storable.problem({"args": list(args), "kwargs": kwargs})
+    if problem is not None:
+        raise InvalidArguments(name, f"the arguments are {problem}")
     signature, hints = _describe(fn)
     try:
         bound = signature.bind(*args, **kwargs)

@@ -1,11 +1,8 @@
-"""What stops a job that was cancelled, and the Retries that never retries it."""
+"""What stops a job that was cancelled."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from dramatiq import Broker, Message
-from dramatiq.middleware import Retries
 from dramatiq_abort import Abort, Abortable
 
 from db import transitions
@@ -27,20 +24,6 @@ def raise_if_cancelled() -> None:
     job = current_job()
     if transitions.is_cancelled(job.job_id):
         raise JobCancelled(f"job {job.job_id} was cancelled")
-
-
-class CancellableRetries(Retries):
-    """Dramatiq's Retries, except that an attempt stopped by a cancellation is not retried.
-
-    dramatiq-abort's Abort is an ordinary failure to Retries, which would enqueue the job again.
-    """
-
-    def after_process_message(
-        self, broker: Broker, message: Message, *, result: Any = None, exception: BaseException | None = None
-    ) -> None:
-        if isinstance(exception, CANCELLATION):
-            return
-        super().after_process_message(broker, message, result=result, exception=exception)
 
 
 class RunningAbortable(Abortable):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dramatiq import Broker
 from dramatiq.middleware import Middleware
 
-from jobs.logs import configure_logging
+from .log_format import configure_logging
 
 
 class StructuredLogging(Middleware):

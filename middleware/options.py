@@ -1,4 +1,4 @@
-"""Names of the message options this system adds; they travel with the message through Redis."""
+"""Names of the message options this system adds, and which options belong to the job itself."""
 
 #: {"user_id": ..., "course_id": ...}: who the job is for, set by the sender.
 OWNER = "job_owner"
@@ -10,3 +10,13 @@ ATTEMPT = "job_attempt"
 #: Set (and removed again) by a batch send, whose pending rows are already committed: the
 #: enqueue that publishes the message has nothing to record.
 RECORDED_IN_BATCH = "job_recorded_in_batch"
+
+#: Options that belong to one enqueue or one delivery, not to the job: the broker's own id and
+#: due time of this copy, Retries' traceback (large, and user data), and ours above.
+_PER_COPY = {"redis_message_id", "eta", "traceback", RECORDED, RECORDED_IN_BATCH, ATTEMPT, OWNER}
+
+
+def durable(options: dict) -> dict:
+    """The options of a message that make the job what it is (retries so far, max_retries,
+    time_limit, callbacks, ...): kept in its row, and given to every copy sent again."""
+    return {key: value for key, value in options.items() if key not in _PER_COPY}

@@ -9,7 +9,7 @@ from dramatiq.common import dq_name
 
 from db import transitions
 
-from .recovery import resend_message
+from . import resend
 
 log = structlog.get_logger(__name__)
 
@@ -31,10 +31,11 @@ def broker_job_ids(broker: RedisBroker, queues: set[str]) -> set[str]:
 
 
 def reconcile(broker: RedisBroker, *, grace_s: float) -> list[transitions.Reaped]:
-    """Publishes again, with the same job id, every pending or retrying job (untouched for
-    `grace_s`, so that a send in progress is left alone) whose message is not in Redis. Running
-    and finished jobs are never sent again; a copy that turns out to be extra is skipped by the
-    status guard when it is delivered."""
+    """Publishes again, with the same job id and the options it was sent with, every pending or
+    retrying job (untouched for `grace_s`, so that a send in progress is left alone) whose
+    message is not in Redis, due when the job is due (its delay, or its retry's backoff).
+    Running and finished jobs are never sent again; a copy that turns out to be extra is
+    skipped by the status guard when it is delivered."""
     if not isinstance(broker, RedisBroker):
         raise CannotReconcile(broker)
     # The rows first, then the broker: a job that finishes in between is sent again and skipped,
@@ -45,6 +46,13 @@ def reconcile(broker: RedisBroker, *, grace_s: float) -> list[transitions.Reaped
     present = broker_job_ids(broker, {job.queue for job in waiting})
     missing = [job for job in waiting if job.job_id not in present]
     for job in missing:
-        broker.enqueue(resend_message(job))
-        log.warning("job_republished", job_id=job.job_id, job_type=job.job_type, status=job.outcome, write="awaited")
+        resend.publish(broker, job)
+        log.warning(
+            "job_republished",
+            job_id=job.job_id,
+            job_type=job.job_type,
+            status=job.outcome,
+            due_in_ms=job.due_in_ms,
+            write="awaited",
+        )
     return missing

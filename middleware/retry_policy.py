@@ -1,4 +1,4 @@
-"""Retries' decision, known before Retries acts on it.
+"""Retries' decision, known before Retries acts on it; and the Retries that makes it.
 
 The status middleware must commit `retrying` before Retries publishes the retry; otherwise a
 retry due at once could be delivered while the row still says `active`, and its start would be
@@ -8,10 +8,30 @@ reverse) and asks here what Retries is about to decide, from the same options Re
 
 from __future__ import annotations
 
+from typing import Any
+
 from dramatiq import Broker, Message
 from dramatiq.middleware import Retries
 
 from .cancellation import CANCELLATION
+from .errors import JobStartNotRecorded
+from .lease import LeaseExpired
+
+#: Ends of an attempt that Retries leaves alone: a cancellation (never run again), a lease that
+#: ran out and a start that was never recorded (the status middleware sends those again itself,
+#: without counting a retry: the job did not fail).
+NOT_RETRIED: tuple[type[BaseException], ...] = (*CANCELLATION, LeaseExpired, JobStartNotRecorded)
+
+
+class JobRetries(Retries):
+    """Dramatiq's Retries, except for the ends of an attempt in NOT_RETRIED."""
+
+    def after_process_message(
+        self, broker: Broker, message: Message, *, result: Any = None, exception: BaseException | None = None
+    ) -> None:
+        if isinstance(exception, NOT_RETRIED):
+            return
+        super().after_process_message(broker, message, result=result, exception=exception)
 
 
 def _retries(broker: Broker) -> Retries | None:
@@ -34,9 +54,9 @@ def max_attempts(broker: Broker, message: Message) -> int:
 
 def will_retry(broker: Broker, message: Message, exception: BaseException) -> bool:
     """What Retries.after_process_message will decide for this failure (dramatiq 2.x, with
-    CancellableRetries' exception for cancellations)."""
+    JobRetries' exceptions)."""
     retries = _retries(broker)
-    if retries is None or isinstance(exception, CANCELLATION):
+    if retries is None or isinstance(exception, NOT_RETRIED):
         return False
     actor = broker.get_actor(message.actor_name)
     throws = message.options.get("throws") or actor.options.get("throws")

@@ -1,9 +1,10 @@
-"""Persists the lifecycle of every job in PostgreSQL, synchronously, from Dramatiq's hooks."""
+"""Persists each attempt of a job in PostgreSQL, synchronously, from the worker's hooks."""
 
 from __future__ import annotations
 
-import json
 import math
+import random
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -14,117 +15,63 @@ from dramatiq import Broker, Message
 from dramatiq.middleware import Middleware, SkipMessage
 
 from db import transitions
-from db.connection import DatabaseUnavailable, database, reconnecting
+from db.connection import database, reconnecting
+from db.errors import DatabaseUnavailable
 from db.group_commit import GroupCommit
-from jobs.errors import JobNotRecorded, JobStartNotRecorded, MissingOwner
 
 from .cancellation import CANCELLATION
+from .errors import JobStartNotRecorded
 from .identity import worker_id
-from .options import ATTEMPT, OWNER, RECORDED, RECORDED_IN_BATCH
-from .retry_policy import max_attempts, will_retry
+from .lease import Lease, LeaseExpired
+from .options import ATTEMPT
+from .resend import again
+from .retry_policy import will_retry
 
 log = structlog.get_logger(__name__)
 
-MAX_STACK = 16_000
+Write = Callable[[GroupCommit | None], transitions.Outcome]
 
 
 class StatusMiddleware(Middleware):
-    """Records each transition of a job, guarded and with its event, before Dramatiq goes on.
+    """Records the start and the end of every attempt, guarded and with its event, before
+    Dramatiq goes on.
 
     Guarantees:
-      * send() returns only once the job's `pending` row is committed; when it can't be written,
-        send() raises JobRejected and nothing is published. A batch (record_batch, for
-        jobs.service.send_jobs) is committed whole before any of its messages is published.
-      * An actor runs only once its `active` row is committed. A delivery whose job is finished
-        (a redelivery) or held by another worker is skipped; the skip is recorded as an event.
-      * The end of an attempt (`completed`, `retrying`, `failed`) is committed before Retries
-        publishes a retry and before the message is acknowledged.
-      * A transition the database refuses is recorded as an event and never applied.
+      * An actor runs only once its `active` row is committed, by a worker process whose lease is
+        live (middleware/lease.py; the database refuses a start without one). While the process
+        holds no live lease (at boot, or cut off from the database), a delivery waits for one; if
+        the worker stops first, its message is handed back to the queue unchanged. A delivery of
+        a finished job (a redelivery) or of one held by another worker is skipped, and the skip
+        recorded; one the database can never start (a malformed id) is dead-lettered.
+      * The end of an attempt (`completed`, `retrying`, `failed`, `cancelled`) is committed before
+        Retries publishes a retry and before the message is acknowledged: a write that can't reach
+        the database is tried until it can; a job's output the database can't store is made
+        storable (db.storable); a write the database refuses for good records `failed`, with why.
+      * An attempt stopped because the lease was running out goes back to `retrying` and is
+        published again (or ends `failed` at the delivery limit), unless the reaper took it first.
+      * A transition the database refuses is recorded as an event and never applied; a refused
+        end records when its execution really ended.
 
     It must come after Retries in the broker's middleware list: after-hooks run in reverse, so it
     then records an attempt's end before Retries publishes the retry (see retry_policy).
 
     Parameters:
-      send_deadline_s(float): how long send() retries an unreachable database before it fails.
-      start_deadline_s(float): the same for recording a start; past it the job does not run
-        (JobStartNotRecorded, which Retries treats like any failure).
-      finish_deadline_s(float): the same for the end of an attempt; by default it never gives
-        up, since the message must not be acknowledged as if its end were recorded.
+      lease(Lease): this worker process's lease.
+      max_deliveries(int): deliveries a job may lose before it fails (a lease's expiry is one).
       group_commit(bool): commit the writes of the worker's threads together (db.group_commit);
         each hook still returns only once its own write is committed.
     """
 
-    def __init__(
-        self,
-        *,
-        send_deadline_s: float = 5.0,
-        start_deadline_s: float = 30.0,
-        finish_deadline_s: float = math.inf,
-        group_commit: bool = True,
-    ) -> None:
-        self.send_deadline_s = send_deadline_s
-        self.start_deadline_s = start_deadline_s
-        self.finish_deadline_s = finish_deadline_s
-        # The writes of a worker's threads (starts and ends of attempts) share commits; a send
-        # commits alone, or with its batch (record_batch).
+    def __init__(self, *, lease: Lease, max_deliveries: int = 3, group_commit: bool = True) -> None:
+        self.lease = lease
+        self.max_deliveries = max_deliveries
         self.commits = GroupCommit() if group_commit else None
-
-    def before_enqueue(self, broker: Broker, message: Message, delay: int | None) -> None:
-        # Popped, not read: the option must not travel with the message to its later enqueues.
-        if message.options.pop(RECORDED_IN_BATCH, False):
-            return
-        if message.options.get(RECORDED):
-            if delay is not None:
-                self._reschedule(message, delay)
-            return
-        created = self._record_pending(broker, [message], delay)
-        message.options[RECORDED] = True
-        log.info(
-            "job_enqueued",
-            job_id=message.message_id,
-            job_type=message.actor_name,
-            attempt=0,
-            write="awaited",
-            transition="-> pending",
-            outcome="applied" if created else "exists",
-            delay_ms=delay,
-        )
-
-    def record_batch(self, broker: Broker, messages: list[Message], delay: int | None) -> None:
-        """Commits the pending rows of messages of one actor in one round trip, before any of them
-        is published (send_jobs then enqueues them); raises JobRejected, writing nothing, if any
-        of them can't be recorded."""
-        if not messages:
-            return
-        created = self._record_pending(broker, messages, delay)
-        for message in messages:
-            message.options[RECORDED] = True
-            message.options[RECORDED_IN_BATCH] = True
-        log.info(
-            "jobs_enqueued",
-            job_type=messages[0].actor_name,
-            attempt=0,
-            write="awaited",
-            transition="-> pending",
-            count=len(messages),
-            created=created,
-            delay_ms=delay,
-            job_ids=[message.message_id for message in messages],
-        )
 
     def before_process_message(self, broker: Broker, message: Message) -> None:
         message.options.pop(ATTEMPT, None)
         me = worker_id()
         bound = log.bind(job_id=message.message_id, job_type=message.actor_name, write="awaited", worker=me)
-        try:
-            outcome = reconnecting(
-                lambda: transitions.mark_active(message.message_id, me, via=self.commits),
-                what="mark_active",
-                deadline_s=self.start_deadline_s,
-            )
-        except (DatabaseUnavailable, peewee.DatabaseError) as error:
-            bound.error("start_not_recorded", transition="-> active", error=str(error).strip())
-            raise JobStartNotRecorded(f"the start of job {message.message_id} was not recorded: {error}") from error
+        outcome = self._start(message, me, bound)
         bound = bound.bind(
             attempt=outcome.attempts, transition=f"{outcome.previous} -> active", outcome=outcome.outcome
         )
@@ -150,21 +97,27 @@ class StatusMiddleware(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        attempt = message.options.get(ATTEMPT)
-        if attempt is None or isinstance(exception, JobStartNotRecorded):
+        if isinstance(exception, JobStartNotRecorded):
+            self._hand_back(broker, message)
             return
+        attempt = message.options.get(ATTEMPT)
+        if attempt is None:
+            return
+        ended = time.monotonic()
         job_id, me = message.message_id, worker_id()
         if exception is None:
-            result = _jsonable(result)
             self._end(
                 message,
                 attempt,
-                me,
                 "completed",
-                lambda: transitions.mark_completed(job_id, attempt, me, result, via=self.commits),
+                lambda via: transitions.mark_completed(
+                    job_id, attempt, me, result, ended_ms_ago=_since(ended), via=via
+                ),
             )
+        elif isinstance(exception, LeaseExpired):
+            self._lease_expired(broker, message, attempt, ended)
         elif isinstance(exception, CANCELLATION):
-            self._stopped(message, attempt, how=type(exception).__name__)
+            self._stopped(message, attempt, ended, how=type(exception).__name__)
         else:
             failure = _failure(exception)
             mark, to = (
@@ -175,9 +128,8 @@ class StatusMiddleware(Middleware):
             self._end(
                 message,
                 attempt,
-                me,
                 to,
-                lambda: mark(job_id, attempt, me, failure, via=self.commits),
+                lambda via: mark(job_id, attempt, me, failure, ended_ms_ago=_since(ended), via=via),
                 error_type=failure.type,
                 error=failure.message,
             )
@@ -186,7 +138,7 @@ class StatusMiddleware(Middleware):
         # Skipped after its start was recorded, by a middleware that comes after this one.
         attempt = message.options.get(ATTEMPT)
         if attempt is not None:
-            self._stopped(message, attempt, how="skipped")
+            self._stopped(message, attempt, time.monotonic(), how="skipped")
 
     def after_worker_thread_boot(self, broker: Broker, thread: Any) -> None:
         try:
@@ -203,74 +155,82 @@ class StatusMiddleware(Middleware):
         if self.commits is not None:
             self.commits.close()
 
-    def _record_pending(self, broker: Broker, messages: list[Message], delay: int | None) -> int:
-        """Writes the pending rows of messages of one actor in one statement, retrying an
-        unreachable database until the send deadline; returns how many were new. Raises
-        JobNotRecorded, so that nothing is published, when it can't write them all."""
-        first = messages[0]
-        jobs = []
-        for message in messages:
-            owner = message.options.get(OWNER) or {}
-            if not owner.get("user_id"):
-                raise MissingOwner(message.actor_name)
-            jobs.append(
-                transitions.Pending(
-                    message.message_id, owner["user_id"], owner.get("course_id"), list(message.args), message.kwargs
+    def _start(self, message: Message, me: str, bound: Any) -> transitions.Outcome:
+        """Records the start, while the lease is live; waits for the lease when it is not."""
+        while True:
+            if not self.lease.live():
+                bound.warning("start_waiting", why="the worker holds no live lease")
+            if not self.lease.wait_live():
+                bound.info("start_handed_back", why="the worker stops, holding no live lease")
+                raise JobStartNotRecorded(f"job {message.message_id} was not started: the worker is stopping")
+            try:
+                outcome = self._awaited(
+                    lambda via: transitions.mark_active(message.message_id, me, via=via),
+                    what="mark_active",
+                    # Past the lease, the database would refuse the start anyway.
+                    deadline_s=max(0.0, self.lease.stop_at() - time.monotonic()),
                 )
-            )
+            except DatabaseUnavailable as error:
+                bound.warning("start_waiting", why="database unreachable", error=str(error).strip())
+                continue
+            except Exception as error:  # noqa: BLE001 - refused for good: this message can never start
+                bound.error("start_refused", transition="-> active", error=str(error).strip())
+                message.fail()
+                raise SkipMessage(f"the start of job {message.message_id} was refused: {error}") from None
+            if outcome.outcome != "no_lease":
+                return outcome
+            # The database has no live lease for this process (its row says it stopped, or its
+            # clock ran ahead): wait for a heartbeat sent from now on.
+            bound.warning("start_waiting", why="the database holds no live lease for this worker")
+            self.lease.wait_renewed_after(time.monotonic())
 
-        def insert() -> int:
-            return transitions.record_enqueued_many(
-                job_type=first.actor_name,
-                queue=first.queue_name,
-                max_attempts=max_attempts(broker, first),
-                delay_ms=delay,
-                jobs=jobs,
-            )
+    def _lease_expired(self, broker: Broker, message: Message, attempt: int, ended: float) -> None:
+        job_id, me = message.message_id, worker_id()
+        outcome = self._end(
+            message,
+            attempt,
+            "retrying",
+            lambda via: transitions.mark_lease_expired(
+                job_id, attempt, me, ended_ms_ago=_since(ended), max_lost=self.max_deliveries, via=via
+            ),
+            event="job_lease_expired",
+        )
+        if outcome is not None and outcome.applied and outcome.status == "retrying":
+            self._publish(broker, message, why="lease_expired")
 
+    def _hand_back(self, broker: Broker, message: Message) -> None:
+        """Its start was never recorded: the same message goes back to the queue, no retry counted."""
+        self._publish(broker, message, why="start_not_recorded")
+
+    def _publish(self, broker: Broker, message: Message, *, why: str) -> None:
         try:
-            return reconnecting(insert, what="record_enqueued", deadline_s=self.send_deadline_s)
-        except (DatabaseUnavailable, peewee.DatabaseError) as error:
-            which = (
-                f"{first.actor_name} {first.message_id} was"
-                if len(messages) == 1
-                else (f"{len(messages)} {first.actor_name} jobs were")
-            )
-            log.error(
-                "enqueue_not_recorded",
-                job_id=first.message_id if len(messages) == 1 else None,
-                job_type=first.actor_name,
-                count=len(messages),
-                write="awaited",
-                transition="-> pending",
-                error=str(error).strip(),
-            )
-            raise JobNotRecorded(f"{which} not sent: {error}") from error
+            broker.enqueue(again(message))
+        except Exception as error:  # noqa: BLE001 - the row is waiting: reconcile publishes it again
+            log.warning("job_not_republished", job_id=message.message_id, why=why, error=str(error).strip())
+            return
+        log.info("job_republished", job_id=message.message_id, job_type=message.actor_name, why=why)
 
-    def _stopped(self, message: Message, attempt: int, *, how: str) -> None:
+    def _stopped(self, message: Message, attempt: int, ended: float, *, how: str) -> None:
         me = worker_id()
         self._end(
             message,
             attempt,
-            me,
             "cancelled",
-            lambda: transitions.mark_stopped(message.message_id, attempt, me, how, via=self.commits),
+            lambda via: transitions.mark_stopped(
+                message.message_id, attempt, me, how, ended_ms_ago=_since(ended), via=via
+            ),
             how=how,
         )
 
     def _end(
-        self,
-        message: Message,
-        attempt: int,
-        me: str,
-        to: str,
-        write: Callable[[], transitions.Outcome],
-        **fields: Any,
-    ) -> None:
-        """Records the end of an attempt; it never gives up by default (see finish_deadline_s)."""
-        event = {"completed": "job_completed", "retrying": "job_retrying", "failed": "job_failed"}.get(
+        self, message: Message, attempt: int, to: str, write: Write, *, event: str | None = None, **fields: Any
+    ) -> transitions.Outcome | None:
+        """Records the end of an attempt; it never gives up. A write refused for good (not a
+        transient error) records `failed` with why instead."""
+        event = event or {"completed": "job_completed", "retrying": "job_retrying", "failed": "job_failed"}.get(
             to, "job_interrupted"
         )
+        me = worker_id()
         bound = log.bind(
             job_id=message.message_id,
             job_type=message.actor_name,
@@ -281,44 +241,60 @@ class StatusMiddleware(Middleware):
             **fields,
         )
         try:
-            outcome = reconnecting(write, what=event, deadline_s=self.finish_deadline_s)
-        except (DatabaseUnavailable, peewee.DatabaseError) as error:
-            bound.critical("transition_not_recorded", error=str(error).strip())
-            return
+            outcome = self._awaited(write, what=event, deadline_s=math.inf)
+        except Exception as error:  # noqa: BLE001 - refused for good: the job's end must still be recorded
+            bound.error("transition_refused", error=str(error).strip())
+            outcome = self._failed_instead(message, attempt, me, to, error)
         if outcome.applied:
             bound.info(event, outcome=outcome.outcome)
         else:
             bound.warning("transition_rejected", outcome=outcome.outcome, status=outcome.status)
+        return outcome
 
-    def _reschedule(self, message: Message, delay: int) -> None:
-        try:
-            moved = reconnecting(
-                lambda: transitions.reschedule(message.message_id, delay),
-                what="reschedule",
-                deadline_s=self.send_deadline_s,
-            )
-        except (DatabaseUnavailable, peewee.DatabaseError) as error:
-            # Only the displayed due time is lost; the status itself is already recorded.
-            log.warning("reschedule_not_recorded", job_id=message.message_id, write="awaited", error=str(error).strip())
-            return
-        log.info(
-            "job_rescheduled",
-            job_id=message.message_id,
-            job_type=message.actor_name,
-            write="awaited",
-            delay_ms=delay,
-            outcome="applied" if moved else "not_waiting",
+    def _failed_instead(
+        self, message: Message, attempt: int, me: str, to: str, error: BaseException
+    ) -> transitions.Outcome:
+        """`failed`, with why the end the job reached could not be written. Its values are ours,
+        so only an unreachable database (or a bug) keeps it from being written: it is tried until
+        it is, and the message is not acknowledged before."""
+        failure = transitions.Failure(
+            "EndNotRecorded", f"the end of attempt {attempt} ({to}) could not be recorded: {error}", ""
         )
+        delay = 0.1
+        while True:
+            try:
+                return self._awaited(
+                    lambda via: transitions.mark_failed(message.message_id, attempt, me, failure, via=via),
+                    what="mark_failed",
+                    deadline_s=math.inf,
+                )
+            except Exception as again_error:  # noqa: BLE001 - a bug: say so, and keep the message
+                log.critical(
+                    "transition_not_recorded", job_id=message.message_id, attempt=attempt, error=str(again_error)
+                )
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 30.0)
+
+    def _awaited(self, write: Write, *, what: str, deadline_s: float) -> transitions.Outcome:
+        """Runs a status write through the group commit; after a failure it tries again on this
+        thread's own connection (so that a locked row does not hold the other threads' writes),
+        until it succeeds or `deadline_s` has passed (DatabaseUnavailable). An error that is not
+        transient is raised at once."""
+        tries = 0
+
+        def attempt() -> transitions.Outcome:
+            nonlocal tries
+            tries += 1
+            return write(self.commits if tries == 1 else None)
+
+        return reconnecting(attempt, what=what, deadline_s=deadline_s)
+
+
+def _since(moment: float) -> int:
+    """Milliseconds from `moment` (time.monotonic()) to now."""
+    return int((time.monotonic() - moment) * 1000)
 
 
 def _failure(exception: BaseException) -> transitions.Failure:
     stack = "".join(traceback.format_exception(type(exception), exception, exception.__traceback__))
-    return transitions.Failure(type(exception).__name__, str(exception) or type(exception).__name__, stack[-MAX_STACK:])
-
-
-def _jsonable(result: Any) -> Any:
-    try:
-        json.dumps(result)
-    except (TypeError, ValueError):
-        return {"repr": repr(result)}
-    return result
+    return transitions.Failure(type(exception).__name__, str(exception) or type(exception).__name__, stack)

@@ -45,7 +45,7 @@ from urllib.parse import urlparse, urlunparse
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from jobs.config import Settings  # noqa: E402
+from actors.settings import Settings  # noqa: E402
 
 
 def _bench_env() -> dict[str, str]:
@@ -80,8 +80,8 @@ import db  # noqa: E402
 from db.connection import database  # noqa: E402
 from db.fixtures import seed  # noqa: E402
 from jobs import service  # noqa: E402
-from jobs.logs import configure_logging  # noqa: E402
 from middleware import StatusMiddleware  # noqa: E402
+from middleware.log_format import configure_logging  # noqa: E402
 from middleware.options import RECORDED_IN_BATCH  # noqa: E402
 
 DONE_KEY = "jobs-bench:done"

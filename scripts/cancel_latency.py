@@ -25,7 +25,7 @@ import actors  # configures the database and the broker
 from db.connection import database
 from db.fixtures import seed
 from jobs import service
-from jobs.logs import configure_logging
+from middleware.log_format import configure_logging
 
 
 def event_time(job_id: str, event: str):

@@ -27,12 +27,12 @@ os.environ.setdefault("JOBS_NAMESPACE", "jobs-chaos")
 
 import actors  # noqa: E402 - configures the database and the broker from the environment above
 import db  # noqa: E402
-from db.audit import broken_rows, late_executions, out_of_order_events  # noqa: E402
+from db.audit import broken_rows, overlapping_executions, out_of_order_events  # noqa: E402
 from db.connection import database  # noqa: E402
 from db.fixtures import seed  # noqa: E402
 from jobs import service  # noqa: E402
 from jobs.errors import JobAlreadyFinished  # noqa: E402
-from jobs.logs import configure_logging  # noqa: E402
+from middleware.log_format import configure_logging  # noqa: E402
 
 # Short windows so that recovery happens within the run; the broker's own requeue of messages
 # a dead worker had prefetched (never started, so not the reaper's) is made frequent too.
@@ -166,7 +166,7 @@ def main() -> int:
         ).fetchall()
     )
     lost = len(job_ids) - sum(counts.get(status, 0) for status in TERMINAL)
-    duplicated = len({row[0] for row in late_executions(job_ids)})
+    duplicated = len({row[0] for row in overlapping_executions(job_ids)})
     violations = len(broken_rows(job_ids)) + len(out_of_order_events(job_ids))
     print(
         f"chaos: jobs={args.jobs} time_limit={args.time_limit:.0f}s workers={args.workers}x{args.threads} "

@@ -36,14 +36,14 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["JOBS_MAX_BACKOFF_MS"] = "50"
     os.environ["JOBS_SEND_DEADLINE_S"] = "0.5"
     os.environ["JOBS_LOG_FORMAT"] = "console"
-    from jobs.logs import configure_logging
+    from middleware.log_format import configure_logging
 
     configure_logging("console", "INFO")
 
 
 @pytest.fixture(scope="session")
 def settings():
-    from jobs.config import Settings
+    from actors.settings import Settings
 
     return Settings.from_env()
 
@@ -58,12 +58,34 @@ def database(settings):
     with admin.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     db.migrate(settings.admin_database_url)
-    db.configure(settings.database_url)
+    db.configure(settings.database_url, settings.db_limits())
     yield db.database
     db.database.close()
     with admin.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.close()
+
+
+UNREACHABLE_URL = "postgresql://jobs_worker@127.0.0.1:1/unreachable"
+
+
+@pytest.fixture
+def database_at(settings):
+    """`with database_at(url):` this thread's connections, and those opened meanwhile by other
+    threads, go to `url` (UNREACHABLE_URL: a closed port)."""
+    import db
+
+    @contextmanager
+    def at(url: str):
+        db.database.close()
+        db.configure(url, settings.db_limits())
+        try:
+            yield
+        finally:
+            db.database.close()
+            db.configure(settings.database_url, settings.db_limits())
+
+    return at
 
 
 @pytest.fixture
@@ -167,7 +189,7 @@ class _Collect(logging.Handler):
         self.records: list[logging.LogRecord] = []
 
     def handle(self, record: logging.LogRecord) -> bool:
-        # No lock: an Abort landing in a worker thread must not leave one held (see jobs/logs.py).
+        # No lock: an Abort landing in a worker thread must not leave one held (see middleware/log_format.py).
         self.records.append(record)
         return True
 

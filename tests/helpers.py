@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from db import queries
-from db.audit import broken_rows, out_of_order_events  # noqa: F401 - re-exported for the tests
+from db import queries, transitions
+from db.audit import broken_rows, out_of_order_events, overlapping_executions  # noqa: F401 - re-exported
 from db.connection import database
 
 T = TypeVar("T")
@@ -26,6 +26,13 @@ def wait_for(condition: Callable[[], T], *, what: str, timeout: float = 15.0, in
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {value!r})")
         time.sleep(interval)
+
+
+def alive(*workers: str, lease_s: float = 600) -> None:
+    """Gives the processes of these worker ids (host:pid:boot/thread, or just the process part)
+    a live lease, as their heartbeat would: the database starts no job for a worker without one."""
+    for worker in workers:
+        transitions.heartbeat(worker.split("/")[0], "test", 0, lease_ms=int(lease_s * 1000), broker_id=None)
 
 
 def job_row(job_id: str) -> dict:

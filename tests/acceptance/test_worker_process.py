@@ -52,7 +52,7 @@ def test_dramatiq_worker_process_runs_every_kind_of_job(worker_process, tenants)
     assert worker_process.wait(timeout=30) == 0
 
     lines = json_lines(worker_process.log_path)
-    writes = [line for line in lines if line.get("logger") == "middleware.status"]
+    writes = [line for line in lines if line.get("logger") in ("middleware.sends", "middleware.status")]
     assert {w["event"] for w in writes} >= {"job_started", "job_completed", "job_failed", "job_retrying"}
     assert all(w["write"] == "awaited" and w["job_id"] in expected for w in writes)
     assert any(line["logger"].startswith("dramatiq") for line in lines), "Dramatiq's own lines are JSON too"

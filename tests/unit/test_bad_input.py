@@ -15,6 +15,7 @@ from jobs.errors import (
     UnknownJobType,
     UnknownUser,
 )
+from tests.conftest import UNREACHABLE_URL
 from tests.helpers import count
 
 
@@ -86,15 +87,9 @@ def test_job_sent_without_an_owner_is_refused(nothing_changes):
         test_job.send()
 
 
-def test_send_fails_loudly_when_the_database_is_unreachable(tenants, settings, stub_broker):
-    database.close()
-    database.init("postgresql://postgres@127.0.0.1:1/nowhere")
-    try:
-        with pytest.raises(JobNotRecorded, match="was not sent"):
-            service.send_job("test_job", user_id=tenants.acme.members[0])
-    finally:
-        database.close()
-        database.init(settings.database_url)
+def test_send_fails_loudly_when_the_database_is_unreachable(tenants, stub_broker, database_at):
+    with database_at(UNREACHABLE_URL), pytest.raises(JobNotRecorded, match="was not sent"):
+        service.send_job("test_job", user_id=tenants.acme.members[0])
     assert count("job_status") == 0
     assert stub_broker.queues["default"].qsize() == 0
 

@@ -12,6 +12,7 @@ import pytest
 from db.connection import database
 from jobs import service
 from jobs.errors import InvalidArguments, JobNotRecorded, UnknownCourse, UnknownJobType, UnknownUser
+from tests.conftest import UNREACHABLE_URL
 from tests.helpers import count, events, job_row, statuses
 
 
@@ -81,15 +82,9 @@ def test_a_refusal_by_the_database_refuses_the_whole_batch(tenants, stub_broker,
     assert (count("job_status"), count("job_events"), published) == (0, 0, [])
 
 
-def test_batch_send_fails_loudly_when_the_database_is_unreachable(tenants, settings, stub_broker, published):
-    database.close()
-    database.init("postgresql://jobs_worker@127.0.0.1:1/nowhere")
-    try:
-        with pytest.raises(JobNotRecorded, match="2 test_job jobs were not sent"):
-            service.send_jobs("test_job", [{}, {}], user_id=tenants.acme.members[0])
-    finally:
-        database.close()
-        database.init(settings.database_url)
+def test_batch_send_fails_loudly_when_the_database_is_unreachable(tenants, stub_broker, published, database_at):
+    with database_at(UNREACHABLE_URL), pytest.raises(JobNotRecorded, match="2 test_job jobs were not sent"):
+        service.send_jobs("test_job", [{}, {}], user_id=tenants.acme.members[0])
     assert (count("job_status"), published) == (0, [])
 
 
@@ -104,7 +99,7 @@ def test_delayed_batch_waits_then_runs_without_a_second_write(tenants, stub_brok
     pending_writes = [
         r.msg["event"]
         for r in log_records
-        if r.name == "middleware.status"
+        if r.name == "middleware.sends"
         and isinstance(r.msg, dict)
         and r.msg["event"] in ("job_enqueued", "jobs_enqueued", "job_rescheduled")
     ]

@@ -9,11 +9,12 @@ import pytest
 from db import transitions
 from db.connection import database
 from jobs import service
-from tests.helpers import events, job_row
+from tests.helpers import alive, events, job_row
 
 
 @pytest.fixture
 def job(tenants, stub_broker):
+    alive("w")
     return service.send_job("test_job", user_id=tenants.acme.members[0])
 
 
@@ -119,4 +120,4 @@ def test_events_are_append_only(job, admin_db):
 
 def test_transition_functions_refuse_an_unknown_target(job):
     with pytest.raises(peewee.DataError, match="can not move a job to cancelled"):
-        sql("SELECT * FROM job_finish(%s::uuid, 1, 'cancelled', 'w', NULL, NULL, NULL, NULL)", job)
+        sql("SELECT * FROM job_finish(%s::uuid, 1, 'cancelled', 'w', NULL, NULL, NULL, NULL, 0)", job)

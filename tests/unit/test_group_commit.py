@@ -13,11 +13,12 @@ from db import transitions
 from db.connection import database
 from db.group_commit import GroupCommit
 from jobs import service
-from tests.helpers import events, statuses, wait_for
+from tests.helpers import alive, events, statuses, wait_for
 
 
 @pytest.fixture
 def jobs(tenants, stub_broker):
+    alive("w")
     return service.send_jobs("test_job", [{}] * 4, user_id=tenants.acme.members[0])
 
 
@@ -89,7 +90,7 @@ def test_a_bad_write_fails_only_its_own_caller(jobs, held):
     held(first)
     threads, _ = in_threads([lambda: transitions.mark_active(first, "w/0", via=commits)])
     wait_for(blocked_on_the_lock, what="the first write to wait for the held row")
-    sql = "SELECT * FROM job_finish(%s::uuid, 1, %s, 'w', NULL, NULL, NULL, NULL)"
+    sql = "SELECT * FROM job_finish(%s::uuid, 1, %s, 'w', NULL, NULL, NULL, NULL, 0)"
     more, answers = in_threads(
         [
             lambda: transitions.mark_active(good, "w/1", via=commits),

@@ -9,7 +9,7 @@ import threading
 
 from dramatiq_abort import Abort
 
-from jobs.logs import InterruptSafeHandler
+from middleware.log_format import InterruptSafeHandler
 
 
 def abort_thread(thread: threading.Thread) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from db.models import Course, CourseModule
 from jobs import service
-from tests.helpers import broken_rows, events, job_row, out_of_order_events, statuses
+from tests.helpers import alive, broken_rows, events, job_row, out_of_order_events, statuses
 
 
 def run_all(broker, worker) -> None:
@@ -128,6 +128,7 @@ def test_second_delivery_of_a_running_job_is_refused(stub_broker, tenants):
 
     message = test_job.send_with_options(job_owner={"user_id": tenants.acme.members[0]})
     # Another worker holds it: the row is active when this delivery arrives.
+    alive("elsewhere")
     assert transitions.mark_active(message.message_id, "elsewhere").applied
     worker = Worker(stub_broker, worker_threads=1, worker_timeout=50)
     worker.start()
@@ -145,6 +146,7 @@ def test_late_finish_of_an_earlier_attempt_is_refused(tenants, stub_broker):
     from db import transitions
 
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
+    alive("w1", "w2")
     assert transitions.mark_active(job_id, "w1").applied
     failure = transitions.Failure("E", "boom", "")
     assert transitions.mark_retrying(job_id, 1, "w1", failure).applied
@@ -161,6 +163,7 @@ def test_repeated_write_after_a_lost_reply_is_recognised(tenants, stub_broker):
     from db import transitions
 
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
+    alive("w1")
     assert transitions.mark_active(job_id, "w1").applied
     assert transitions.mark_active(job_id, "w1").applied, "the same worker asking again"
     assert transitions.mark_completed(job_id, 1, "w1", None).applied

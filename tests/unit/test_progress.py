@@ -9,7 +9,7 @@ import pytest
 from db import transitions
 from jobs import service
 from middleware import ProgressMiddleware, ProgressWriter
-from tests.helpers import job_row, wait_for
+from tests.helpers import alive, job_row, wait_for
 
 
 def writer_of(broker) -> ProgressWriter:
@@ -35,6 +35,7 @@ def test_running_job_reports_progress(stub_broker, stub_worker, tenants):
 
 def test_progress_never_lands_on_a_finished_job(tenants, stub_broker):
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
+    alive("w")
     assert transitions.mark_active(job_id, "w").applied
     assert transitions.mark_failed(job_id, 1, "w", transitions.Failure("E", "boom", "")).applied
 
@@ -47,6 +48,7 @@ def test_progress_never_lands_on_a_finished_job(tenants, stub_broker):
 
 def test_progress_of_an_earlier_attempt_is_ignored(tenants, stub_broker):
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
+    alive("w")
     assert transitions.mark_active(job_id, "w").applied
     assert transitions.mark_retrying(job_id, 1, "w", transitions.Failure("E", "boom", "")).applied
     assert transitions.mark_active(job_id, "w").applied
@@ -62,6 +64,7 @@ def test_progress_of_an_earlier_attempt_is_ignored(tenants, stub_broker):
 
 def test_newest_waiting_report_of_a_job_supersedes_the_older(tenants, stub_broker, log_records):
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
+    alive("w")
     assert transitions.mark_active(job_id, "w").applied
 
     writer = ProgressWriter()
@@ -107,6 +110,7 @@ def test_worker_shutdown_flushes_waiting_progress(tenants, stub_broker):
     from dramatiq import Worker
 
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
+    alive("w")
     assert transitions.mark_active(job_id, "w").applied
     worker = Worker(stub_broker, worker_threads=1, worker_timeout=50)
     worker.start()

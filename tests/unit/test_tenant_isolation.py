@@ -137,7 +137,7 @@ def test_user_cannot_set_a_jobs_status_directly(tenants, jobs):
     for statement in (
         "UPDATE job_status SET status = 'cancelled', cancelled_at = clock_timestamp() WHERE job_id = %s",
         "SELECT * FROM job_start(%s::uuid, 'forged-worker')",
-        "SELECT * FROM job_finish(%s::uuid, 1, 'completed', 'w', NULL, NULL, NULL, NULL)",
+        "SELECT * FROM job_finish(%s::uuid, 1, 'completed', 'w', NULL, NULL, NULL, NULL, 0)",
         "INSERT INTO job_events (job_id, event, attempt) VALUES (%s, 'forged', 0)",
     ):
         with pytest.raises(peewee.ProgrammingError, match="permission denied"):

@@ -18,7 +18,7 @@ def test_status_writes_are_logged_as_awaited_with_their_context(stub_broker, stu
     stub_worker.join()
     assert writer_of(stub_broker).flush(timeout=5)
 
-    writes = [fields(r) for r in log_records if r.name == "middleware.status"]
+    writes = [fields(r) for r in log_records if r.name in ("middleware.sends", "middleware.status")]
     assert [w["event"] for w in writes] == [
         "job_enqueued",
         "job_started",

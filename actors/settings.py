@@ -6,7 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from .errors import JobError
+from db.connection import Limits
+from db.errors import JobError
 
 
 class ConfigurationError(JobError):
@@ -31,12 +32,14 @@ class Settings:
     max_backoff_ms: int = 300_000
     #: JOBS_SEND_DEADLINE_S: how long send() keeps trying an unreachable database, then fails.
     send_deadline_s: float = 5.0
-    #: JOBS_WRITE_DEADLINE_S: how long a worker keeps trying to record a job's start.
-    write_deadline_s: float = 30.0
-    #: JOBS_HEARTBEAT_S: how often a worker process heart-beats and looks for lost jobs.
+    #: JOBS_HEARTBEAT_S: how often a worker process renews its lease and looks for lost jobs.
     heartbeat_s: float = 5.0
-    #: JOBS_RECOVERY_WINDOW_S: how long a silent worker is presumed alive before its jobs are taken back.
+    #: JOBS_RECOVERY_WINDOW_S: a worker's lease: it holds its jobs for this long after its last
+    #: recorded heartbeat (database clock); then they are taken back.
     recovery_window_s: float = 30.0
+    #: JOBS_LEASE_MARGIN_S: a worker that could not renew its lease stops its jobs this long
+    #: before the lease runs out (by its own clock), and exits if one does not stop within half of it.
+    lease_margin_s: float = 5.0
     #: JOBS_MAX_DELIVERIES: deliveries a job may lose with its worker before it fails.
     max_deliveries: int = 3
     #: JOBS_RECONCILE_S: how often a worker looks for waiting jobs whose messages Redis lost.
@@ -45,6 +48,18 @@ class Settings:
     #: requeue of a dead worker's unacknowledged messages (dramatiq's defaults).
     broker_heartbeat_timeout_ms: int = 60_000
     broker_maintenance_chance: int = 1_000
+    #: JOBS_DB_CONNECT_TIMEOUT_S: how long opening a database connection may take.
+    db_connect_timeout_s: int = 5
+    #: JOBS_DB_STATEMENT_TIMEOUT_MS: the longest any statement of the system may run.
+    db_statement_timeout_ms: int = 30_000
+    #: JOBS_DB_LOCK_TIMEOUT_MS: the longest a statement waits for a row lock (a status write
+    #: then gives way to the others and tries again).
+    db_lock_timeout_ms: int = 5_000
+    #: JOBS_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: a session left idle inside a transaction is ended.
+    db_idle_in_transaction_timeout_ms: int = 60_000
+    #: JOBS_DB_KEEPALIVE_S: TCP keepalives: a connection whose peer went silent is found dead
+    #: within about four times this.
+    db_keepalive_s: int = 5
     #: JOBS_ALLOW_FAULT_INJECTION=1: tests and the chaos run may ask workers to crash.
     allow_fault_injection: int = 0
     #: JOBS_PROGRESS_QUEUE: most progress updates waiting to be written; more are dropped.
@@ -67,12 +82,30 @@ class Settings:
             except ValueError:
                 raise ConfigurationError(f"{name}={raw!r} is not a valid {type(field.default).__name__}") from None
         settings = cls(**values)
-        if settings.recovery_window_s <= 2 * settings.heartbeat_s:
-            raise ConfigurationError(
-                "JOBS_RECOVERY_WINDOW_S must be more than twice JOBS_HEARTBEAT_S, or live workers look lost"
-            )
-        if settings.max_deliveries < 1:
-            raise ConfigurationError("JOBS_MAX_DELIVERIES must be 1 or more")
-        if settings.log_format not in ("auto", "json", "console"):
-            raise ConfigurationError(f"JOBS_LOG_FORMAT must be auto, json or console, not {settings.log_format!r}")
+        settings._check()
         return settings
+
+    def _check(self) -> None:
+        if self.heartbeat_s <= 0 or self.lease_margin_s <= 0:
+            raise ConfigurationError("JOBS_HEARTBEAT_S and JOBS_LEASE_MARGIN_S must be more than 0")
+        if self.recovery_window_s - self.lease_margin_s <= 2 * self.heartbeat_s:
+            raise ConfigurationError(
+                "JOBS_RECOVERY_WINDOW_S minus JOBS_LEASE_MARGIN_S must be more than twice JOBS_HEARTBEAT_S, "
+                "or live workers stop their jobs for want of a renewed lease"
+            )
+        if self.max_deliveries < 1:
+            raise ConfigurationError("JOBS_MAX_DELIVERIES must be 1 or more")
+        if self.log_format not in ("auto", "json", "console"):
+            raise ConfigurationError(f"JOBS_LOG_FORMAT must be auto, json or console, not {self.log_format!r}")
+        for name in ("db_connect_timeout_s", "db_statement_timeout_ms", "db_lock_timeout_ms", "db_keepalive_s"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"JOBS_{name.upper()} must be 1 or more")
+
+    def db_limits(self) -> Limits:
+        return Limits(
+            connect_timeout_s=self.db_connect_timeout_s,
+            statement_timeout_ms=self.db_statement_timeout_ms,
+            lock_timeout_ms=self.db_lock_timeout_ms,
+            idle_in_transaction_timeout_ms=self.db_idle_in_transaction_timeout_ms,
+            keepalive_s=self.db_keepalive_s,
+        )

@@ -1,0 +1,40 @@
+"""Errors of the storage layer, each with a message that says what to fix.
+
+They carry no Dramatiq type: the middleware turns the ones a send can hit into refusals that
+Dramatiq lets through to the caller of send() (middleware/errors.py).
+"""
+
+from __future__ import annotations
+
+
+class JobError(Exception):
+    """Base of every error of this system that a caller can act on."""
+
+
+class DatabaseUnavailable(JobError):
+    """The database could not be reached before the deadline."""
+
+
+class UnknownUser(JobError):
+    def __init__(self, user_id: object) -> None:
+        super().__init__(f"unknown user {user_id}")
+        self.user_id = user_id
+
+
+class UnknownCourse(JobError):
+    def __init__(self, course_id: object, user_id: object) -> None:
+        super().__init__(f"course {course_id} does not exist in the organization of user {user_id}")
+        self.course_id, self.user_id = course_id, user_id
+
+
+class NotStorable(JobError):
+    """A value PostgreSQL can't hold (a NUL character, NaN, a value too large)."""
+
+
+class ScopeError(RuntimeError):
+    """as_user() was entered inside a transaction, whose identity would outlive the scope."""
+
+
+class MigrationChanged(JobError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"migration {name} changed after it was applied: add a new migration instead")

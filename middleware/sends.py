@@ -1,0 +1,171 @@
+"""Records every send in PostgreSQL before its message reaches the broker."""
+
+from __future__ import annotations
+
+import peewee
+import structlog
+from dramatiq import Broker, Message
+from dramatiq.middleware import Middleware
+
+from db import storable, transitions
+from db.connection import database, reconnecting
+from db.errors import DatabaseUnavailable, UnknownCourse, UnknownUser
+
+from .errors import (
+    InvalidArguments,
+    JobNotRecorded,
+    MissingOwner,
+    SendInTransaction,
+    UnknownCourseRejected,
+    UnknownUserRejected,
+)
+from .options import OWNER, RECORDED, RECORDED_IN_BATCH, durable
+from .retry_policy import max_attempts
+
+log = structlog.get_logger(__name__)
+
+
+class SendRecorder(Middleware):
+    """Commits a job's `pending` row before its message is published.
+
+    Guarantees:
+      * send() returns only once the job's `pending` row is committed, with the options the job
+        was sent with (so that a copy sent again later is the same job); when it can't be
+        written, send() raises JobRejected and nothing is published. A batch (record_batch, for
+        jobs.service.send_jobs) is committed whole before any of its messages is published.
+      * A send inside an open transaction of the thread's connection is refused
+        (SendInTransaction): the row would stay invisible to the workers until that commit.
+      * Later enqueues of the same job (a delay coming due, a retry) write no new row; a retry's
+        due time and options are recorded.
+
+    It must come after the argument check in the broker's middleware list, so that a refused
+    send writes nothing.
+
+    Parameters:
+      send_deadline_s(float): how long send() retries an unreachable database before it fails.
+    """
+
+    def __init__(self, *, send_deadline_s: float = 5.0) -> None:
+        self.send_deadline_s = send_deadline_s
+
+    def before_enqueue(self, broker: Broker, message: Message, delay: int | None) -> None:
+        # Popped, not read: the option must not travel with the message to its later enqueues.
+        if message.options.pop(RECORDED_IN_BATCH, False):
+            return
+        if message.options.get(RECORDED):
+            if delay is not None:
+                self._reschedule(message, delay)
+            return
+        created = self._record_pending(broker, [message], delay)
+        message.options[RECORDED] = True
+        log.info(
+            "job_enqueued",
+            job_id=message.message_id,
+            job_type=message.actor_name,
+            attempt=0,
+            write="awaited",
+            transition="-> pending",
+            outcome="applied" if created else "exists",
+            delay_ms=delay,
+        )
+
+    def record_batch(self, broker: Broker, messages: list[Message], delay: int | None) -> None:
+        """Commits the pending rows of messages of one actor in one round trip, before any of them
+        is published (send_jobs then enqueues them); raises JobRejected, writing nothing, if any
+        of them can't be recorded."""
+        if not messages:
+            return
+        created = self._record_pending(broker, messages, delay)
+        for message in messages:
+            message.options[RECORDED] = True
+            message.options[RECORDED_IN_BATCH] = True
+        log.info(
+            "jobs_enqueued",
+            job_type=messages[0].actor_name,
+            attempt=0,
+            write="awaited",
+            transition="-> pending",
+            count=len(messages),
+            created=created,
+            delay_ms=delay,
+            job_ids=[message.message_id for message in messages],
+        )
+
+    def _record_pending(self, broker: Broker, messages: list[Message], delay: int | None) -> int:
+        """Writes the pending rows of messages of one actor in one statement, retrying an
+        unreachable database until the send deadline; returns how many were new. Raises a
+        JobRejected error, so that nothing is published, when it can't write them all."""
+        if database.in_transaction():
+            raise SendInTransaction()
+        first = messages[0]
+        jobs = []
+        for message in messages:
+            owner = message.options.get(OWNER) or {}
+            if not owner.get("user_id"):
+                raise MissingOwner(message.actor_name)
+            options = durable(message.options)
+            problem = storable.problem(options)
+            if problem is not None:
+                raise InvalidArguments(message.actor_name, f"its options are {problem}")
+            jobs.append(
+                transitions.Pending(
+                    message.message_id,
+                    owner["user_id"],
+                    owner.get("course_id"),
+                    list(message.args),
+                    message.kwargs,
+                    options,
+                )
+            )
+
+        def insert() -> int:
+            return transitions.record_enqueued_many(
+                job_type=first.actor_name,
+                queue=first.queue_name,
+                max_attempts=max_attempts(broker, first),
+                delay_ms=delay,
+                jobs=jobs,
+            )
+
+        try:
+            return reconnecting(insert, what="record_enqueued", deadline_s=self.send_deadline_s)
+        except UnknownUser as error:
+            raise UnknownUserRejected(error.user_id) from None
+        except UnknownCourse as error:
+            raise UnknownCourseRejected(error.course_id, error.user_id) from None
+        except (DatabaseUnavailable, peewee.DatabaseError, peewee.InterfaceError) as error:
+            which = (
+                f"{first.actor_name} {first.message_id} was"
+                if len(messages) == 1
+                else (f"{len(messages)} {first.actor_name} jobs were")
+            )
+            log.error(
+                "enqueue_not_recorded",
+                job_id=first.message_id if len(messages) == 1 else None,
+                job_type=first.actor_name,
+                count=len(messages),
+                write="awaited",
+                transition="-> pending",
+                error=str(error).strip(),
+            )
+            raise JobNotRecorded(f"{which} not sent: {error}") from error
+
+    def _reschedule(self, message: Message, delay: int) -> None:
+        try:
+            moved = reconnecting(
+                lambda: transitions.reschedule(message.message_id, delay, durable(message.options)),
+                what="reschedule",
+                deadline_s=self.send_deadline_s,
+            )
+        except (DatabaseUnavailable, peewee.DatabaseError, peewee.InterfaceError) as error:
+            # Only the displayed due time is lost; the status itself is already recorded.
+            log.warning("reschedule_not_recorded", job_id=message.message_id, write="awaited", error=str(error).strip())
+            return
+        log.info(
+            "job_rescheduled",
+            job_id=message.message_id,
+            job_type=message.actor_name,
+            write="awaited",
+            delay_ms=delay,
+            outcome="applied" if moved else "not_waiting",
+        )

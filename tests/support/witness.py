@@ -1,0 +1,70 @@
+"""A job that reports each of its executions to Redis as it runs, so that a test sees, apart from
+the database, whether two executions of one job ever ran at the same time.
+
+Worker processes load it beside the real jobs: `dramatiq actors tests.support.witness`. Each
+execution pushes its start to `<namespace>:witness:<job id>` and, every step while it runs, its
+latest moment to the hash `...:seen`, both by the Redis server's clock (one clock for every
+process). An execution's interval is [start, last moment seen]: a test that finds two intervals
+of one job crossing has found two executions at once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import dramatiq
+import redis
+
+from middleware import current_job
+from middleware.identity import worker_id
+
+STEP_S = 0.05
+
+
+def _client() -> redis.Redis:
+    return redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+
+
+def _key(job_id: str) -> str:
+    return f"{os.environ.get('JOBS_NAMESPACE', 'jobs')}:witness:{job_id}"
+
+
+def _now(client: redis.Redis) -> float:
+    seconds, micros = client.time()
+    return seconds + micros / 1e6
+
+
+@dramatiq.actor(max_retries=0)
+def witnessed_job(run_ms: int, uninterruptible: bool = False) -> dict:
+    job = current_job()
+    client, key = _client(), _key(job.job_id)
+    execution = f"{job.attempt}@{worker_id()}"
+    client.rpush(key, f"{execution} {_now(client)}")
+    if uninterruptible:
+        # One system call: no exception raised into this thread lands before it returns.
+        time.sleep(run_ms / 1000)
+    else:
+        deadline = time.monotonic() + run_ms / 1000
+        while time.monotonic() < deadline:
+            client.hset(f"{key}:seen", execution, _now(client))
+            time.sleep(STEP_S)
+    client.hset(f"{key}:seen", execution, _now(client))
+    return {"execution": execution}
+
+
+def executions(job_id: str) -> list[tuple[str, float, float]]:
+    """(execution, start, last moment seen) of every execution of the job so far, by start."""
+    client, key = _client(), _key(job_id)
+    seen = {name.decode(): float(moment) for name, moment in client.hgetall(f"{key}:seen").items()}
+    runs = []
+    for entry in client.lrange(key, 0, -1):
+        name, start = entry.decode().rsplit(" ", 1)
+        runs.append((name, float(start), seen.get(name, float(start))))
+    return sorted(runs, key=lambda run: run[1])
+
+
+def overlaps(job_id: str) -> list[tuple[str, str]]:
+    """Pairs of executions of the job that were seen running at the same time."""
+    runs = executions(job_id)
+    return [(a[0], b[0]) for i, a in enumerate(runs) for b in runs[i + 1 :] if b[1] < a[2]]
