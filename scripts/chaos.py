@@ -27,7 +27,7 @@ os.environ.setdefault("JOBS_NAMESPACE", "jobs-chaos")
 
 import actors  # noqa: E402 - configures the database and the broker from the environment above
 import db  # noqa: E402
-from db.audit import broken_rows, overlapping_executions, out_of_order_events  # noqa: E402
+from db.audit import broken_rows, out_of_order_events, overlapping_executions  # noqa: E402
 from db.connection import database  # noqa: E402
 from db.fixtures import seed  # noqa: E402
 from jobs import service  # noqa: E402

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from jobs import service
+from tests.acceptance.conftest import QUICK_STOP
 from tests.helpers import all_terminal, events, job_row, statuses, wait_for
 
 
@@ -23,7 +24,7 @@ def worker_process(redis_broker, tmp_path):
             [sys.executable, "-m", "dramatiq", "actors", "--processes", "1", "--threads", "4"],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "JOBS_LOG_FORMAT": "json"},
+            env={**os.environ, **QUICK_STOP, "JOBS_LOG_FORMAT": "json"},
         )
     process.log_path = log_path
     yield process

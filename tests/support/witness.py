@@ -1,5 +1,6 @@
 """A job that reports each of its executions to Redis as it runs, so that a test sees, apart from
-the database, whether two executions of one job ever ran at the same time.
+the database, whether two executions of one job ever ran at the same time; and that runs until
+the test releases it, so that a test holds it at a known point instead of guessing a duration.
 
 Worker processes load it beside the real jobs: `dramatiq actors tests.support.witness`. Each
 execution pushes its start to `<namespace>:witness:<job id>` and, every step while it runs, its
@@ -36,21 +37,28 @@ def _now(client: redis.Redis) -> float:
 
 
 @dramatiq.actor(max_retries=0)
-def witnessed_job(run_ms: int, uninterruptible: bool = False) -> dict:
+def witnessed_job(block_first_ms: int = 0) -> dict:
+    """Runs until released (`release`), reporting as it goes; with block_first_ms, its first
+    attempt instead blocks in one system call that long, where no exception can interrupt it."""
     job = current_job()
     client, key = _client(), _key(job.job_id)
     execution = f"{job.attempt}@{worker_id()}"
     client.rpush(key, f"{execution} {_now(client)}")
-    if uninterruptible:
-        # One system call: no exception raised into this thread lands before it returns.
-        time.sleep(run_ms / 1000)
+    if block_first_ms and job.attempt == 1:
+        time.sleep(block_first_ms / 1000)
     else:
-        deadline = time.monotonic() + run_ms / 1000
-        while time.monotonic() < deadline:
+        while not client.exists(f"{key}:release"):
             client.hset(f"{key}:seen", execution, _now(client))
             time.sleep(STEP_S)
     client.hset(f"{key}:seen", execution, _now(client))
     return {"execution": execution}
+
+
+def release(*job_ids: str) -> None:
+    """Lets the executions of these jobs, running or to come, finish."""
+    client = _client()
+    for job_id in job_ids:
+        client.set(f"{_key(job_id)}:release", 1)
 
 
 def executions(job_id: str) -> list[tuple[str, float, float]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from db.connection import database
 from jobs import service
 from jobs.errors import (
     InvalidArguments,
