@@ -118,7 +118,12 @@ def reconnecting(operation: Callable[[], T], *, what: str, deadline_s: float) ->
             remaining = give_up_at - time.monotonic()
             if remaining <= 0:
                 raise DatabaseUnavailable(f"{what}: database unreachable ({str(error).strip()})") from error
-            log.warning("database_unreachable", what=what, attempt=attempt, error=str(error).strip())
+            log.warning(
+                "database_unreachable" if is_connection_error(error) else "statement_gave_way",
+                what=what,
+                attempt=attempt,
+                error=str(error).strip(),
+            )
             time.sleep(min(delay * (1 + random.random()), remaining))
             delay = min(delay * 2, 2.0)
     raise AssertionError("unreachable")

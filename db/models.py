@@ -71,6 +71,7 @@ class JobStatus(Base):
     progress_message = peewee.TextField(null=True)
     args = peewee.JSONField()
     kwargs = peewee.JSONField()
+    options = peewee.JSONField()
     result = peewee.JSONField(null=True)
     error_type = peewee.TextField(null=True)
     error_message = peewee.TextField(null=True)

@@ -79,13 +79,14 @@ class Lease:
         return time.monotonic() < self.stop_at()
 
     def wait_live(self, *, poll_s: float = 1.0) -> bool:
-        """Waits until the lease is live; False once the lease is closed (the worker is stopping)."""
+        """Waits until the lease is live; False if it is not and the lease is closed (the worker
+        is stopping: a job that waits for a lease gives up)."""
         with self._changed:
-            while not self._closed:
-                if self.live():
-                    return True
+            while not self.live():
+                if self._closed:
+                    return False
                 self._changed.wait(poll_s)
-            return False
+            return True
 
     def wait_renewed_after(self, moment: float) -> bool:
         """Waits until a heartbeat sent after `moment` is committed; False once the lease is closed."""
@@ -155,6 +156,7 @@ class Lease:
                         worker=process_id(),
                         why="a job did not stop before its lease could run out",
                         job_ids=[watched[0] for watched in self._watched.values()],
+                        lease_left_s=round(self._sent_at + self.window_s - now, 3),
                     )
                     os._exit(EXIT_LEASE_LOST)
                 else:

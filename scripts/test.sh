@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-auto}" "$@"
+# Two pytest workers per core: most tests wait on worker processes, leases and the database,
+# not on the CPU.
+exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-$(($(nproc) * 2))}" "$@"

@@ -3,6 +3,7 @@ database with the fixture tenants, and its own brokers and workers."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from contextlib import contextmanager
@@ -71,14 +72,14 @@ UNREACHABLE_URL = "postgresql://jobs_worker@127.0.0.1:1/unreachable"
 
 @pytest.fixture
 def database_at(settings):
-    """`with database_at(url):` this thread's connections, and those opened meanwhile by other
-    threads, go to `url` (UNREACHABLE_URL: a closed port)."""
+    """`with database_at(url, **limits):` this thread's connections, and those opened meanwhile
+    by other threads, go to `url` (UNREACHABLE_URL: a closed port), with other db.Limits."""
     import db
 
     @contextmanager
-    def at(url: str):
+    def at(url: str, **limits):
         db.database.close()
-        db.configure(url, settings.db_limits())
+        db.configure(url, dataclasses.replace(settings.db_limits(), **limits))
         try:
             yield
         finally:
@@ -95,6 +96,21 @@ def admin_db(settings, database):
     conn = psycopg2.connect(settings.admin_database_url)
     conn.autocommit = True
     yield conn
+    conn.close()
+
+
+@pytest.fixture
+def held_row(settings):
+    """`held_row(job_id)` locks the job's row in another session until `held_row.release()`: a
+    status write of that job then blocks where it stands, and the writes behind it queue up."""
+    conn = psycopg2.connect(settings.admin_database_url)
+
+    def hold(job_id: str) -> None:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM job_status WHERE job_id = %s FOR UPDATE", (job_id,))
+
+    hold.release = conn.commit
+    yield hold
     conn.close()
 
 

@@ -35,6 +35,20 @@ def alive(*workers: str, lease_s: float = 600) -> None:
         transitions.heartbeat(worker.split("/")[0], "test", 0, lease_ms=int(lease_s * 1000), broker_id=None)
 
 
+def waiting_on_locks(count: int, query: str = "") -> Callable[[], bool]:
+    """A condition: `count` sessions of this database wait for a lock (running `query`, if given)."""
+
+    def check() -> bool:
+        found = database.execute_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND query LIKE %s",
+            (f"%{query}%",),
+        ).fetchone()[0]
+        return found == count
+
+    return check
+
+
 def job_row(job_id: str) -> dict:
     """The job's row as the workers see it, every tenant included; it must exist."""
     row = queries.get_job(job_id)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from db.connection import database
 from jobs import service
 from jobs.errors import (
     InvalidArguments,
     JobNotFound,
     JobNotRecorded,
     MissingOwner,
+    SendInTransaction,
     UnknownCourse,
     UnknownJobType,
     UnknownUser,
@@ -99,3 +101,14 @@ def test_unknown_job_id_is_a_clear_not_found(job_id, tenants):
         service.get_job(job_id, as_user=tenants.acme.admin)
     with pytest.raises(JobNotFound):
         service.job_history(job_id, as_user=tenants.acme.admin)
+
+
+def test_a_send_inside_an_open_transaction_is_refused(tenants, nothing_changes):
+    """Its row would stay invisible to the workers until the caller commits, and a worker could
+    take the message first: refused, with nothing written or published."""
+    user = tenants.acme.members[0]
+    with pytest.raises(SendInTransaction, match="inside an open transaction"), database.atomic():
+        service.send_job("test_job", user_id=user)
+    with pytest.raises(SendInTransaction), database.atomic():
+        service.send_jobs("test_job", [{}, {}], user_id=user)
+    assert not database.in_transaction()

@@ -6,44 +6,19 @@ from __future__ import annotations
 import threading
 
 import peewee
-import psycopg2
 import pytest
 
 from db import transitions
 from db.connection import database
 from db.group_commit import GroupCommit
 from jobs import service
-from tests.helpers import alive, events, statuses, wait_for
+from tests.helpers import alive, events, job_row, statuses, wait_for, waiting_on_locks
 
 
 @pytest.fixture
 def jobs(tenants, stub_broker):
     alive("w")
     return service.send_jobs("test_job", [{}] * 4, user_id=tenants.acme.members[0])
-
-
-@pytest.fixture
-def held(settings):
-    """Holds the row lock of a job in another transaction until released: the write of that job
-    blocks the writer thread, and the writes sent meanwhile queue up behind it."""
-    conn = psycopg2.connect(settings.admin_database_url)
-
-    def hold(job_id: str) -> None:
-        with conn.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM job_status WHERE job_id = %s FOR UPDATE", (job_id,))
-
-    hold.release = conn.commit
-    yield hold
-    conn.close()
-
-
-def blocked_on_the_lock() -> bool:
-    return (
-        database.execute_sql(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        ).fetchone()[0]
-        == 1
-    )
 
 
 def in_threads(calls) -> tuple[list[threading.Thread], dict[int, object]]:
@@ -63,17 +38,17 @@ def in_threads(calls) -> tuple[list[threading.Thread], dict[int, object]]:
     return threads, answers
 
 
-def test_writes_waiting_together_share_one_transaction(jobs, held):
+def test_writes_waiting_together_share_one_transaction(jobs, held_row):
     commits = GroupCommit()
     first, *others = jobs
-    held(first)
+    held_row(first)
     threads, answers = in_threads([lambda: transitions.mark_active(first, "w/0", via=commits)])
-    wait_for(blocked_on_the_lock, what="the first write to wait for the held row")
+    wait_for(waiting_on_locks(1), what="the first write to wait for the held row")
     more, more_answers = in_threads(
         [lambda j=job_id, i=i: transitions.mark_active(j, f"w/{i + 1}", via=commits) for i, job_id in enumerate(others)]
     )
     wait_for(lambda: commits._queue.qsize() == len(others), what="the other writes to queue behind the first")
-    held.release()
+    held_row.release()
     for thread in threads + more:
         thread.join(timeout=10)
 
@@ -84,12 +59,12 @@ def test_writes_waiting_together_share_one_transaction(jobs, held):
     assert all([e[0] for e in events(job_id)] == ["enqueued", "started"] for job_id in jobs)
 
 
-def test_a_bad_write_fails_only_its_own_caller(jobs, held):
+def test_a_bad_write_fails_only_its_own_caller(jobs, held_row):
     commits = GroupCommit()
     first, good, bad, other = jobs
-    held(first)
+    held_row(first)
     threads, _ = in_threads([lambda: transitions.mark_active(first, "w/0", via=commits)])
-    wait_for(blocked_on_the_lock, what="the first write to wait for the held row")
+    wait_for(waiting_on_locks(1), what="the first write to wait for the held row")
     sql = "SELECT * FROM job_finish(%s::uuid, 1, %s, 'w', NULL, NULL, NULL, NULL, 0)"
     more, answers = in_threads(
         [
@@ -99,7 +74,7 @@ def test_a_bad_write_fails_only_its_own_caller(jobs, held):
         ]
     )
     wait_for(lambda: commits._queue.qsize() == 3, what="three writes to queue behind the first")
-    held.release()
+    held_row.release()
     for thread in threads + more:
         thread.join(timeout=10)
 
@@ -120,3 +95,62 @@ def test_closing_stops_the_writer_after_its_writes_and_a_later_write_starts_anot
     assert commits._writer is not writer and commits._writer.is_alive()
     commits.close()
     assert statuses([first, second]) == {first: "active", second: "active"}
+
+
+def test_a_write_the_driver_refuses_fails_only_its_own_caller(jobs, held_row):
+    # psycopg2 refuses a string holding a NUL before sending anything (ValueError): the writes
+    # that share its transaction still commit.
+    commits = GroupCommit()
+    first, good, bad, other = jobs
+    held_row(first)
+    threads, _ = in_threads([lambda: transitions.mark_active(first, "w/0", via=commits)])
+    wait_for(waiting_on_locks(1), what="the first write to wait for the held row")
+    more, answers = in_threads(
+        [
+            lambda: transitions.mark_active(good, "w/1", via=commits),
+            lambda: commits.fetchone("SELECT * FROM job_start(%s::uuid, %s)", (bad, "w/\x00")),
+            lambda: transitions.mark_active(other, "w/2", via=commits),
+        ]
+    )
+    wait_for(lambda: commits._queue.qsize() == 3, what="three writes to queue behind the first")
+    held_row.release()
+    for thread in threads + more:
+        thread.join(timeout=10)
+
+    commits.close()
+    assert answers[0].applied and answers[2].applied
+    assert isinstance(answers[1], ValueError) and "NUL" in str(answers[1])
+    assert statuses(jobs) == {first: "active", good: "active", bad: "pending", other: "active"}
+
+
+def test_unstorable_output_shares_a_commit_with_other_ends_and_is_stored(jobs, held_row):
+    # An error message and a stack holding NUL characters, a result with NaN: each end is stored
+    # (made storable), and none of them fails the others of its transaction.
+    commits = GroupCommit()
+    first, *others = jobs
+    for job_id in jobs:
+        assert transitions.mark_active(job_id, "w/0").applied
+    held_row(first)
+    threads, _ = in_threads([lambda: transitions.mark_completed(first, 1, "w/0", {"ok": True}, via=commits)])
+    wait_for(waiting_on_locks(1), what="the first end to wait for the held row")
+    nul = transitions.Failure("Boom", "bad\x00thing", "Traceback\x00 (most recent call last)")
+    more, answers = in_threads(
+        [
+            lambda: transitions.mark_failed(others[0], 1, "w/0", nul, via=commits),
+            lambda: transitions.mark_completed(others[1], 1, "w/0", {"score": float("nan")}, via=commits),
+            lambda: transitions.mark_completed(others[2], 1, "w/0", ["a\x00b"], via=commits),
+        ]
+    )
+    wait_for(lambda: commits._queue.qsize() == 3, what="three ends to queue behind the first")
+    held_row.release()
+    for thread in threads + more:
+        thread.join(timeout=10)
+
+    commits.close()
+    assert all(answer.applied for answer in answers.values())
+    assert (commits.writes, commits.transactions) == (4, 2), "the three shared one transaction"
+    failed = job_row(others[0])
+    assert (failed["status"], failed["error_message"]) == ("failed", "bad\ufffdthing")
+    assert "\x00" not in failed["error_stack"]
+    assert job_row(others[1])["result"]["not_stored"].startswith("not JSON: Out of range float values")
+    assert job_row(others[2])["result"] == ["a\ufffdb"]
