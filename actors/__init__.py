@@ -5,9 +5,9 @@ from __future__ import annotations
 import dramatiq
 
 import db
+from middleware.settings import Settings
 
 from .broker import bind, build_broker
-from .settings import Settings
 
 settings = Settings.from_env()
 db.configure(settings.database_url, settings.db_limits())

@@ -34,8 +34,7 @@ from middleware import (
 from middleware.cancellation import RunningAbortable
 from middleware.faults import FaultInjection
 from middleware.retry_policy import JobRetries
-
-from .settings import Settings
+from middleware.settings import Settings
 
 
 def middleware_stack(settings: Settings, abort_backend: EventBackend) -> list[Middleware]:

@@ -10,8 +10,7 @@ import dramatiq
 
 from middleware import current_job, report_progress
 from middleware.cancellation import raise_if_cancelled
-
-from .settings import Settings
+from middleware.settings import Settings
 
 MAX_DELAY_MS = 3_600_000
 STEP_S = 0.05

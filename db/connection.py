@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import select
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,6 +97,22 @@ def close_quietly() -> None:
         database.close()
     except peewee.PeeweeException:
         pass
+
+
+def drop_if_dead() -> None:
+    """Closes this thread's connection if the server has dropped it: it would fail the next
+    statement, and stay broken until closed. An idle connection has nothing to read unless the
+    server ended it (pg_terminate_backend, a restart: a last message, then end of file), so one
+    poll of its socket tells, without a round trip."""
+    if database.is_closed():
+        return
+    conn = database.connection()
+    try:
+        dropped = bool(conn.closed) or bool(select.select([conn.fileno()], [], [], 0)[0])
+    except (OSError, ValueError):
+        dropped = True
+    if dropped:
+        close_quietly()
 
 
 def reconnecting(operation: Callable[[], T], *, what: str, deadline_s: float) -> T:

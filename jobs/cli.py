@@ -6,16 +6,14 @@ import argparse
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import peewee
 
 from middleware.log_format import configure_logging
+from middleware.settings import Settings
 
 from .errors import DatabaseUnavailable, JobError, JobNotFound, UnknownJobType
-
-if TYPE_CHECKING:
-    from actors.settings import Settings
 
 EXIT_USAGE = 2
 # Jobs whose pending rows `jobs send --count N` writes in one round trip (each batch all or none).
@@ -35,10 +33,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        # Imported here: importing the actors package configures the broker from the environment,
-        # which may be wrong (a one-line error, not a traceback).
-        from actors.settings import Settings
-
         settings = Settings.from_env()
         configure_logging(settings.log_format if args.command == "demo" else "console", args.log_level)
         return args.run(args, settings) or 0

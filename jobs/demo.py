@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import db
-from actors.settings import Settings
+from middleware.settings import Settings
 
 TERMINAL = ("completed", "failed", "cancelled")
 REFRESH_S = 0.5

@@ -15,7 +15,7 @@ from dramatiq import Broker, Message
 from dramatiq.middleware import Middleware, SkipMessage
 
 from db import transitions
-from db.connection import database, reconnecting
+from db.connection import close_quietly, database, drop_if_dead, is_connection_error, reconnecting
 from db.errors import DatabaseUnavailable
 from db.group_commit import GroupCommit
 
@@ -69,6 +69,9 @@ class StatusMiddleware(Middleware):
 
     def before_process_message(self, broker: Broker, message: Message) -> None:
         message.options.pop(ATTEMPT, None)
+        # A connection the server dropped stays broken in this thread until it is closed: the job
+        # (and this thread's own writes) get a working one.
+        drop_if_dead()
         me = worker_id()
         bound = log.bind(job_id=message.message_id, job_type=message.actor_name, write="awaited", worker=me)
         outcome = self._start(message, me, bound)
@@ -100,6 +103,8 @@ class StatusMiddleware(Middleware):
         if isinstance(exception, JobStartNotRecorded):
             self._hand_back(broker, message)
             return
+        if exception is not None and is_connection_error(exception):
+            close_quietly()  # the job's connection failed: the next one on this thread opens another
         attempt = message.options.get(ATTEMPT)
         if attempt is None:
             return

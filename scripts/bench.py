@@ -45,7 +45,7 @@ from urllib.parse import urlparse, urlunparse
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from actors.settings import Settings  # noqa: E402
+from middleware.settings import Settings  # noqa: E402
 
 
 def _bench_env() -> dict[str, str]:
@@ -80,7 +80,7 @@ import db  # noqa: E402
 from db.connection import database  # noqa: E402
 from db.fixtures import seed  # noqa: E402
 from jobs import service  # noqa: E402
-from middleware import StatusMiddleware  # noqa: E402
+from middleware import SendRecorder  # noqa: E402
 from middleware.log_format import configure_logging  # noqa: E402
 from middleware.options import RECORDED_IN_BATCH  # noqa: E402
 
@@ -124,7 +124,7 @@ class Bench:
             return {"waited_ms": delay_ms, "attempt": 1}
 
         self.bare_actor = dramatiq.actor(test_job, broker=self.bare_broker, actor_name="test_job")
-        self.status = next(m for m in actors.broker.middleware if isinstance(m, StatusMiddleware))
+        self.recorder = next(m for m in actors.broker.middleware if isinstance(m, SendRecorder))
         self.enqueue_s: list[float] = []
         self._time_sender_hooks()
         tenants = seed(os.environ["ADMIN_DATABASE_URL"])
@@ -132,7 +132,7 @@ class Bench:
         self.log = tempfile.NamedTemporaryFile(prefix="bench-workers-", suffix=".log", delete=False)
 
     def _time_sender_hooks(self) -> None:
-        before_enqueue, record_batch = self.status.before_enqueue, self.status.record_batch
+        before_enqueue, record_batch = self.recorder.before_enqueue, self.recorder.record_batch
 
         def timed_enqueue(broker: Any, message: Any, delay: Any) -> None:
             if message.options.get(RECORDED_IN_BATCH):
@@ -148,8 +148,8 @@ class Bench:
             # The batch's one write, shared by its jobs.
             self.enqueue_s.extend([(time.perf_counter() - started) / len(messages)] * len(messages))
 
-        self.status.before_enqueue = timed_enqueue
-        self.status.record_batch = timed_batch
+        self.recorder.before_enqueue = timed_enqueue
+        self.recorder.record_batch = timed_batch
 
     def send(self, config: str, count: int) -> dict[str, float]:
         """Sends `count` jobs; returns when each was sent (wall clock, as the workers report).

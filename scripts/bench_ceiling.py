@@ -38,13 +38,15 @@ def enqueue_one(job_id: str, user: str) -> None:
         queue="default",
         max_attempts=4,
         delay_ms=None,
-        jobs=[transitions.Pending(job_id, user, None, [], {})],
+        jobs=[transitions.Pending(job_id, user, None, [], {}, {})],
     )
 
 
 def run_once(jobs: int, threads: int, user: str, grouped: bool) -> tuple[float, float]:
     ids = [str(uuid.uuid4()) for _ in range(jobs)]
     commits = GroupCommit() if grouped else None
+    # The writes stand for a worker process's: it starts jobs only under a live lease.
+    transitions.heartbeat("ceiling", "bench", 0, lease_ms=3_600_000, broker_id=None)
     # As in the system, jobs are sent while others run: the sender's batches and the workers'
     # writes compete; a worker takes a job once its pending row is committed.
     recorded = threading.Condition()
@@ -54,7 +56,7 @@ def run_once(jobs: int, threads: int, user: str, grouped: bool) -> tuple[float, 
         nonlocal committed
         try:
             for start in range(0, jobs, BATCH):
-                batch = [transitions.Pending(job_id, user, None, [], {}) for job_id in ids[start : start + BATCH]]
+                batch = [transitions.Pending(job_id, user, None, [], {}, {}) for job_id in ids[start : start + BATCH]]
                 transitions.record_enqueued_many(
                     job_type="test_job", queue="default", max_attempts=4, delay_ms=None, jobs=batch
                 )

@@ -44,7 +44,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def settings():
-    from actors.settings import Settings
+    from middleware.settings import Settings
 
     return Settings.from_env()
 

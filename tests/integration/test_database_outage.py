@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import peewee
 import psycopg2
+import pytest
 
 from db.connection import database
 from jobs import service
-from tests.conftest import ADMIN_URL
-from tests.helpers import all_terminal, broken_rows, out_of_order_events, statuses, wait_for
+from middleware import StatusMiddleware
+from tests.conftest import ADMIN_URL, running
+from tests.helpers import all_terminal, broken_rows, job_row, out_of_order_events, statuses, wait_for
 
 
 def terminate_connections(database_name: str) -> int:
@@ -47,3 +50,26 @@ def test_terminated_connections_mid_run(redis_broker, redis_worker, tenants, set
     assert broken_rows() == []
     reconnects = [r for r in log_records if isinstance(r.msg, dict) and r.msg["event"] == "database_unreachable"]
     assert reconnects, "the cuts were noticed and survived by reconnecting"
+
+
+def test_a_job_after_the_connections_were_cut_gets_a_working_one(redis_broker, tenants, settings):
+    """initialize uses the database itself: the next one to run on a thread whose connection the
+    server dropped must not fail for it."""
+    name = settings.database_url.rsplit("/", 1)[1]
+    user = tenants.acme.members[0]
+    course = {"course_id": tenants.acme.course}
+    with running(redis_broker, threads=1):
+        first = service.send_job("initialize", user_id=user, args=course)
+        wait_for(all_terminal([first]), what="the first initialization")
+        assert terminate_connections(name) > 0  # the worker thread's connection among them
+        database.close()
+        # The group commit's writer finds its connection dropped and opens another, so that the
+        # next start is written without touching the worker thread's connection.
+        commits = next(m for m in redis_broker.middleware if isinstance(m, StatusMiddleware)).commits
+        with pytest.raises(peewee.OperationalError):
+            commits.fetchone("SELECT 1", ())
+        assert commits.fetchone("SELECT 1", ()) == (1,)
+        second = service.send_job("initialize", user_id=user, args=course)
+        wait_for(all_terminal([second]), what="the second initialization")
+    assert statuses([first, second]) == {first: "completed", second: "completed"}
+    assert job_row(second)["attempts"] == 1, "it did not fail on the dropped connection"

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from actors.settings import ConfigurationError, Settings
 from db import transitions
 from db.connection import database
 from jobs import service
 from middleware.reaper import recover_lost_jobs
+from middleware.settings import ConfigurationError, Settings
 from tests.conftest import UNREACHABLE_URL, running
 from tests.helpers import alive, events, job_row, wait_for
 

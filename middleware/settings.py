@@ -1,4 +1,8 @@
-"""Configuration from the environment, with defaults for PostgreSQL and Redis on this machine."""
+"""Configuration from the environment, with defaults for PostgreSQL and Redis on this machine.
+
+It lives here, below the actors, so that reading it configures nothing: importing `actors` sets
+up the broker and the database from it.
+"""
 
 from __future__ import annotations
 
