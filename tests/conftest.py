@@ -162,13 +162,23 @@ def installed(broker):
 
 
 @contextmanager
-def running(broker, threads: int):
+def running(broker, threads: int, *, leased: bool = True):
+    """A worker of `threads` threads on `broker`, ready once its first heartbeat gave it a lease
+    (`leased=False`: at once, for a worker that can't reach the database)."""
     from dramatiq import Worker
+
+    from middleware import LeaseKeeper
+    from tests.helpers import wait_for
 
     worker = Worker(broker, worker_threads=threads, worker_timeout=50)
     worker.start()
-    yield worker
-    worker.stop()
+    try:
+        if leased:
+            lease = next(m for m in broker.middleware if isinstance(m, LeaseKeeper)).lease
+            wait_for(lease.live, what="the worker's first heartbeat to give it a lease")
+        yield worker
+    finally:
+        worker.stop()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from db.models import Course, CourseModule
 from jobs import service
+from tests.conftest import running
 from tests.helpers import alive, broken_rows, events, job_row, out_of_order_events, statuses
 
 
@@ -121,8 +122,6 @@ def test_redelivered_message_of_a_completed_job_is_skipped(stub_broker, stub_wor
 
 
 def test_second_delivery_of_a_running_job_is_refused(stub_broker, tenants):
-    from dramatiq import Worker
-
     from actors import test_job
     from db import transitions
 
@@ -130,12 +129,8 @@ def test_second_delivery_of_a_running_job_is_refused(stub_broker, tenants):
     # Another worker holds it: the row is active when this delivery arrives.
     alive("elsewhere")
     assert transitions.mark_active(message.message_id, "elsewhere").applied
-    worker = Worker(stub_broker, worker_threads=1, worker_timeout=50)
-    worker.start()
-    try:
+    with running(stub_broker, threads=1) as worker:
         run_all(stub_broker, worker)
-    finally:
-        worker.stop()
 
     job = job_row(message.message_id)
     assert (job["status"], job["worker_id"], job["attempts"]) == ("active", "elsewhere", 1)
