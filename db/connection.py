@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
 import select
+import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,17 +21,47 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-# Peewee opens one connection per thread on first use; worker threads keep theirs open and close
-# it on shutdown (see middleware.status).
-database = peewee.PostgresqlDatabase(None, autoconnect=True)
 
 # Errors of the connection or the server, not of the statement: worth a reconnect and another
 # try. Class 08 is "connection exception"; 57P01-57P03: the server shut down or is starting.
 CONNECTION_ERRORS = (peewee.OperationalError, peewee.InterfaceError)
 _CONNECTION_CODES = ("57P01", "57P02", "57P03")
 # The statement gave way, and the same statement may well pass a moment later: a lock or
-# statement timeout, a deadlock or a serialization failure.
-_TRANSIENT_CODES = ("55P03", "57014", "40001", "40P01")
+# statement timeout, a deadlock or a serialization failure, a server that is read-only for now
+# (a standby during a failover), or out of resources (class 53: memory, disk, connections).
+_TRANSIENT_CODES = ("55P03", "57014", "40001", "40P01", "25006")
+_TRANSIENT_CLASSES = ("53",)
+
+
+class _Database(peewee.PostgresqlDatabase):
+    """Peewee's database (one connection per thread), which also knows each thread's connection,
+    so that another thread can end it (interrupt)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._by_thread: dict[int, Any] = {}
+        self._by_thread_lock = threading.Lock()
+
+    def _connect(self) -> Any:
+        conn = super()._connect()
+        with self._by_thread_lock:
+            self._by_thread[threading.get_ident()] = conn
+        return conn
+
+    def _close(self, conn: Any) -> None:
+        with self._by_thread_lock:
+            if self._by_thread.get(threading.get_ident()) is conn:
+                del self._by_thread[threading.get_ident()]
+        super()._close(conn)
+
+    def connection_of(self, thread_id: int) -> Any:
+        with self._by_thread_lock:
+            return self._by_thread.get(thread_id)
+
+
+# Peewee opens one connection per thread on first use; worker threads keep theirs open and close
+# it on shutdown (see middleware.status).
+database = _Database(None, autoconnect=True)
 
 
 @dataclass(frozen=True)
@@ -41,7 +74,7 @@ class Limits:
     lock_timeout_ms: int = 5_000
     idle_in_transaction_timeout_ms: int = 60_000
     #: Idle seconds before the first TCP keepalive probe, and between probes (three are sent).
-    keepalive_s: int = 5
+    keepalive_s: int = 3
 
     def connect_params(self) -> dict[str, Any]:
         """libpq parameters; they override the same ones in the URL."""
@@ -88,7 +121,10 @@ def is_connection_error(error: BaseException) -> bool:
 
 def is_transient(error: BaseException) -> bool:
     """Worth trying again: the connection failed, or the statement gave way to another."""
-    return is_connection_error(error) or (isinstance(error, peewee.DatabaseError) and pgcode(error) in _TRANSIENT_CODES)
+    if is_connection_error(error):
+        return True
+    code = pgcode(error) if isinstance(error, peewee.DatabaseError) else None
+    return code is not None and (code in _TRANSIENT_CODES or code[:2] in _TRANSIENT_CLASSES)
 
 
 def close_quietly() -> None:
@@ -108,11 +144,29 @@ def drop_if_dead() -> None:
         return
     conn = database.connection()
     try:
-        dropped = bool(conn.closed) or bool(select.select([conn.fileno()], [], [], 0)[0])
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
+        dropped = bool(conn.closed) or bool(poller.poll(0))
     except (OSError, ValueError):
         dropped = True
     if dropped:
         close_quietly()
+
+
+def interrupt(thread_id: int) -> bool:
+    """Ends the connection of another thread, so that a statement it waits on returns (with a
+    connection error) instead of blocking it in C code, where no exception can reach it. False
+    when the thread has no open connection."""
+    conn = database.connection_of(thread_id)
+    if conn is None or conn.closed:
+        return False
+    try:
+        # A duplicate of its socket: shutting it down ends the connection, not our descriptor.
+        with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        return False
+    return True
 
 
 def reconnecting(operation: Callable[[], T], *, what: str, deadline_s: float) -> T:

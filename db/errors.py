@@ -27,10 +27,6 @@ class UnknownCourse(JobError):
         self.course_id, self.user_id = course_id, user_id
 
 
-class NotStorable(JobError):
-    """A value PostgreSQL can't hold (a NUL character, NaN, a value too large)."""
-
-
 class ScopeError(RuntimeError):
     """as_user() was entered inside a transaction, whose identity would outlive the scope."""
 

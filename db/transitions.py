@@ -272,10 +272,15 @@ class Reaped:
     due_in_ms: int = 0
 
 
-def heartbeat(worker_process: str, hostname: str, pid: int, *, lease_ms: int, broker_id: str | None) -> None:
-    """Renews the process's lease: it holds its jobs until `lease_ms` from now, by the database's clock."""
+def heartbeat(
+    worker_process: str, hostname: str, pid: int, *, lease_ms: int, broker_id: str | None, timeout_ms: int = 0
+) -> None:
+    """Renews the process's lease: it holds its jobs until `lease_ms` from now, by the database's
+    clock. `timeout_ms`: the statement timeout of this connection's next heartbeats (a heartbeat
+    stuck behind a slow server is worth less than the next one)."""
     database.execute_sql(
-        "SELECT worker_heartbeat(%s, %s, %s, %s, %s)", (worker_process, hostname, pid, lease_ms, broker_id)
+        "SELECT worker_heartbeat(%s, %s, %s, %s, %s), set_config('statement_timeout', %s, false)",
+        (worker_process, hostname, pid, lease_ms, broker_id, str(timeout_ms)),
     )
 
 
@@ -294,17 +299,17 @@ def reap(window_ms: int, max_lost_deliveries: int) -> list[Reaped]:
     ]
 
 
-def lost_brokers(broker_ids: list[str]) -> list[str]:
-    """Those of `broker_ids` that belong to worker processes whose lease has run out."""
+def consumer_leases(broker_ids: list[str]) -> dict[str, bool]:
+    """For those of `broker_ids` (Redis consumers) that belong to a worker process the database
+    knows, whether that process holds a live lease; the others are absent."""
     if not broker_ids:
-        return []
+        return {}
     rows = database.execute_sql(
-        "SELECT DISTINCT broker_id FROM workers WHERE broker_id = ANY(%s)"
-        " AND NOT EXISTS (SELECT 1 FROM workers live WHERE live.broker_id = workers.broker_id"
-        " AND live.stopped_at IS NULL AND live.lease_expires_at >= clock_timestamp())",
+        "SELECT broker_id, bool_or(stopped_at IS NULL AND lease_expires_at > clock_timestamp())"
+        " FROM workers WHERE broker_id = ANY(%s) GROUP BY broker_id",
         (broker_ids,),
     ).fetchall()
-    return [broker_id for (broker_id,) in rows]
+    return dict(rows)
 
 
 def waiting_jobs(older_than_ms: int) -> list[Reaped]:

@@ -6,7 +6,7 @@ here, so that a service catches them from one place.
 
 from __future__ import annotations
 
-from db.errors import DatabaseUnavailable, JobError, MigrationChanged, NotStorable, UnknownCourse, UnknownUser
+from db.errors import DatabaseUnavailable, JobError, MigrationChanged, UnknownCourse, UnknownUser
 from middleware.errors import (
     InvalidArguments,
     JobNotRecorded,
@@ -27,7 +27,6 @@ __all__ = [
     "JobStartNotRecorded",
     "MigrationChanged",
     "MissingOwner",
-    "NotStorable",
     "PermissionDenied",
     "SendInTransaction",
     "UnknownCourse",

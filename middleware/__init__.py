@@ -2,7 +2,8 @@
 
 from .arguments import ArgumentValidation
 from .context import JobContext, current_job
-from .lease import Lease, LeaseExpired, LeaseKeeper
+from .heartbeat import LeaseKeeper
+from .lease import Lease, LeaseExpired
 from .logging_setup import StructuredLogging
 from .maintenance import Maintenance
 from .progress import ProgressMiddleware, ProgressWriter, report_progress

@@ -56,11 +56,15 @@ class Maintenance(Middleware):
             self._thread.join(timeout=30)
 
     def _run(self, broker: Broker) -> None:
+        # Since when each Redis consumer has been seen holding no lease (reaper.py).
+        unleased: dict[str, float] = {}
         passes: list[tuple[str, float, Callable[[], object]]] = [
             (
                 "reap",
                 self.reap_s,
-                lambda: recover_lost_jobs(broker, window_s=self.window_s, max_deliveries=self.max_deliveries),
+                lambda: recover_lost_jobs(
+                    broker, window_s=self.window_s, max_deliveries=self.max_deliveries, unleased=unleased
+                ),
             )
         ]
         if isinstance(broker, RedisBroker):

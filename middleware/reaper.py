@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import structlog
 from dramatiq import Broker
 from dramatiq.brokers.redis import RedisBroker
@@ -12,28 +14,36 @@ from . import resend, unacked
 
 log = structlog.get_logger(__name__)
 
+# How long a consumer never seen holding a lease is remembered (senders come and go).
+_FORGET_S = 3600.0
 
-def recover_lost_jobs(broker: Broker, *, window_s: float, max_deliveries: int) -> list[transitions.Reaped]:
+
+def recover_lost_jobs(
+    broker: Broker, *, window_s: float, max_deliveries: int, unleased: dict[str, float] | None = None
+) -> list[transitions.Reaped]:
     """One pass of the reaper; returns the jobs taken back.
 
     1. In PostgreSQL, every `active` job whose worker's lease has run out goes back to
        `retrying`, or ends `failed` once it has lost `max_deliveries` deliveries (job_reap:
        the database's clock judges, and a worker stops its own jobs before its lease runs out).
-    2. On Redis, every message those workers' consumers had taken and not acknowledged, running
-       or only prefetched, goes back to its queue (unacked.py).
+    2. On Redis, every message that a consumer without a live lease had taken and not
+       acknowledged, running or only prefetched, goes back to its queue (unacked.py): a
+       consumer whose worker's lease ran out at once; one whose worker never recorded a lease
+       (cut off from PostgreSQL since it booted) once this caller has seen it so for `window_s`,
+       which `unleased` (kept by the caller from pass to pass) remembers.
     3. Each job taken back whose message was not among those is published again, with the
-       options it was sent with.
+       options it was sent with; one that can't be (Redis unreachable) is left to reconcile.
 
-    `window_s` judges only the jobs of a worker that never recorded a heartbeat.
+    `window_s` also judges the jobs of a worker that never recorded a heartbeat.
     """
     reaped = transitions.reap(int(window_s * 1000), max_deliveries)
     moved: set[str] = set()
     if isinstance(broker, RedisBroker):
-        for broker_id in transitions.lost_brokers(unacked.consumers(broker)):
-            ids = unacked.requeue(broker, broker_id)
-            moved.update(ids)
-            if ids:
-                log.warning("messages_requeued", consumer=broker_id, count=len(ids), job_ids=ids)
+        lost = _lost_consumers(unacked.consumers(broker), window_s, unleased)
+        ids = unacked.requeue(broker, lost)
+        moved.update(ids)
+        if ids:
+            log.warning("messages_requeued", consumers=lost, count=len(ids), job_ids=ids)
     for job in reaped:
         bound = log.bind(
             job_id=job.job_id, job_type=job.job_type, write="awaited", transition=f"active -> {job.outcome}"
@@ -41,7 +51,31 @@ def recover_lost_jobs(broker: Broker, *, window_s: float, max_deliveries: int) -
         if job.outcome != "retrying":
             bound.error("job_failed_worker_lost")
             continue
-        if job.job_id not in moved:
-            resend.publish(broker, job)
-        bound.warning("job_recovered", republished=job.job_id not in moved)
+        republished = job.job_id not in moved
+        if republished:
+            try:
+                resend.publish(broker, job)
+            except Exception as error:  # noqa: BLE001 - reconcile publishes it later; the others go on
+                bound.warning("job_not_republished", error=f"{type(error).__name__}: {error}")
+                continue
+        bound.warning("job_recovered", republished=republished)
     return reaped
+
+
+def _lost_consumers(candidates: list[str], window_s: float, unleased: dict[str, float] | None) -> list[str]:
+    leases = transitions.consumer_leases(candidates)
+    now = time.monotonic()
+    lost = []
+    for broker_id in candidates:
+        if leases.get(broker_id):
+            if unleased is not None:
+                unleased.pop(broker_id, None)
+        elif broker_id in leases:
+            lost.append(broker_id)  # its worker's lease ran out, or was given up
+        elif unleased is not None and now - unleased.setdefault(broker_id, now) >= window_s:
+            lost.append(broker_id)  # a worker that never recorded a lease, or a sender (holds nothing)
+    if unleased is not None:
+        for broker_id, since in list(unleased.items()):
+            if now - since > _FORGET_S:
+                del unleased[broker_id]
+    return lost

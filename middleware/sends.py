@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import peewee
+import psycopg2.extensions
 import structlog
 from dramatiq import Broker, Message
 from dramatiq.middleware import Middleware
@@ -95,7 +96,7 @@ class SendRecorder(Middleware):
         """Writes the pending rows of messages of one actor in one statement, retrying an
         unreachable database until the send deadline; returns how many were new. Raises a
         JobRejected error, so that nothing is published, when it can't write them all."""
-        if database.in_transaction():
+        if _in_transaction():
             raise SendInTransaction()
         first = messages[0]
         jobs = []
@@ -169,3 +170,13 @@ class SendRecorder(Middleware):
             delay_ms=delay,
             outcome="applied" if moved else "not_waiting",
         )
+
+
+def _in_transaction() -> bool:
+    """Whether this thread's connection is inside a transaction: one of Peewee's, or one begun by
+    hand (`execute_sql("BEGIN")`), which only the connection itself knows of."""
+    if database.in_transaction():
+        return True
+    return not database.is_closed() and (
+        database.connection().info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    )

@@ -62,8 +62,8 @@ class Settings:
     #: JOBS_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: a session left idle inside a transaction is ended.
     db_idle_in_transaction_timeout_ms: int = 60_000
     #: JOBS_DB_KEEPALIVE_S: TCP keepalives: a connection whose peer went silent is found dead
-    #: within about four times this.
-    db_keepalive_s: int = 5
+    #: within about four times this (well within a lease, so that a heartbeat reconnects in time).
+    db_keepalive_s: int = 3
     #: JOBS_ALLOW_FAULT_INJECTION=1: tests and the chaos run may ask workers to crash.
     allow_fault_injection: int = 0
     #: JOBS_PROGRESS_QUEUE: most progress updates waiting to be written; more are dropped.

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import math
-import random
-import time
 import traceback
-from collections.abc import Callable
 from typing import Any
 
 import peewee
@@ -15,21 +11,20 @@ from dramatiq import Broker, Message
 from dramatiq.middleware import Middleware, SkipMessage
 
 from db import transitions
-from db.connection import close_quietly, database, drop_if_dead, is_connection_error, reconnecting
+from db.connection import close_quietly, database, drop_if_dead, is_connection_error
 from db.errors import DatabaseUnavailable
 from db.group_commit import GroupCommit
 
+from .awaited import Write, awaited, failed_instead, until_written
 from .cancellation import CANCELLATION
 from .errors import JobStartNotRecorded
 from .identity import worker_id
-from .lease import Lease, LeaseExpired
+from .lease import Lease, LeaseExpired, clock
 from .options import ATTEMPT
 from .resend import again
 from .retry_policy import will_retry
 
 log = structlog.get_logger(__name__)
-
-Write = Callable[[GroupCommit | None], transitions.Outcome]
 
 
 class StatusMiddleware(Middleware):
@@ -108,7 +103,7 @@ class StatusMiddleware(Middleware):
         attempt = message.options.get(ATTEMPT)
         if attempt is None:
             return
-        ended = time.monotonic()
+        ended = clock()
         job_id, me = message.message_id, worker_id()
         if exception is None:
             self._end(
@@ -143,7 +138,7 @@ class StatusMiddleware(Middleware):
         # Skipped after its start was recorded, by a middleware that comes after this one.
         attempt = message.options.get(ATTEMPT)
         if attempt is not None:
-            self._stopped(message, attempt, time.monotonic(), how="skipped")
+            self._stopped(message, attempt, clock(), how="skipped")
 
     def after_worker_thread_boot(self, broker: Broker, thread: Any) -> None:
         try:
@@ -164,19 +159,20 @@ class StatusMiddleware(Middleware):
         """Records the start, while the lease is live; waits for the lease when it is not."""
         while True:
             if not self.lease.live():
-                bound.warning("start_waiting", why="the worker holds no live lease")
+                bound.warning("start_postponed", why="the worker holds no live lease")
             if not self.lease.wait_live():
                 bound.info("start_handed_back", why="the worker stops, holding no live lease")
                 raise JobStartNotRecorded(f"job {message.message_id} was not started: the worker is stopping")
             try:
-                outcome = self._awaited(
+                outcome = awaited(
+                    self.commits,
                     lambda via: transitions.mark_active(message.message_id, me, via=via),
                     what="mark_active",
                     # Past the lease, the database would refuse the start anyway.
-                    deadline_s=max(0.0, self.lease.stop_at() - time.monotonic()),
+                    deadline_s=max(0.0, self.lease.stop_at() - clock()),
                 )
             except DatabaseUnavailable as error:
-                bound.warning("start_waiting", why="database unreachable", error=str(error).strip())
+                bound.warning("start_postponed", why="database unreachable", error=str(error).strip())
                 continue
             except Exception as error:  # noqa: BLE001 - refused for good: this message can never start
                 bound.error("start_refused", transition="-> active", error=str(error).strip())
@@ -186,8 +182,9 @@ class StatusMiddleware(Middleware):
                 return outcome
             # The database has no live lease for this process (its row says it stopped, or its
             # clock ran ahead): wait for a heartbeat sent from now on.
-            bound.warning("start_waiting", why="the database holds no live lease for this worker")
-            self.lease.wait_renewed_after(time.monotonic())
+            bound.warning("start_postponed", why="the database holds no live lease for this worker")
+            if not self.lease.wait_renewed_after(clock()):
+                raise JobStartNotRecorded(f"job {message.message_id} was not started: the worker is stopping")
 
     def _lease_expired(self, broker: Broker, message: Message, attempt: int, ended: float) -> None:
         job_id, me = message.message_id, worker_id()
@@ -246,58 +243,20 @@ class StatusMiddleware(Middleware):
             **fields,
         )
         try:
-            outcome = self._awaited(write, what=event, deadline_s=math.inf)
+            outcome = until_written(self.commits, write, what=event, bound=bound)
         except Exception as error:  # noqa: BLE001 - refused for good: the job's end must still be recorded
             bound.error("transition_refused", error=str(error).strip())
-            outcome = self._failed_instead(message, attempt, me, to, error)
+            outcome = failed_instead(self.commits, message.message_id, attempt, me, to, error)
         if outcome.applied:
             bound.info(event, outcome=outcome.outcome)
         else:
             bound.warning("transition_rejected", outcome=outcome.outcome, status=outcome.status)
         return outcome
 
-    def _failed_instead(
-        self, message: Message, attempt: int, me: str, to: str, error: BaseException
-    ) -> transitions.Outcome:
-        """`failed`, with why the end the job reached could not be written. Its values are ours,
-        so only an unreachable database (or a bug) keeps it from being written: it is tried until
-        it is, and the message is not acknowledged before."""
-        failure = transitions.Failure(
-            "EndNotRecorded", f"the end of attempt {attempt} ({to}) could not be recorded: {error}", ""
-        )
-        delay = 0.1
-        while True:
-            try:
-                return self._awaited(
-                    lambda via: transitions.mark_failed(message.message_id, attempt, me, failure, via=via),
-                    what="mark_failed",
-                    deadline_s=math.inf,
-                )
-            except Exception as again_error:  # noqa: BLE001 - a bug: say so, and keep the message
-                log.critical(
-                    "transition_not_recorded", job_id=message.message_id, attempt=attempt, error=str(again_error)
-                )
-                time.sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 30.0)
-
-    def _awaited(self, write: Write, *, what: str, deadline_s: float) -> transitions.Outcome:
-        """Runs a status write through the group commit; after a failure it tries again on this
-        thread's own connection (so that a locked row does not hold the other threads' writes),
-        until it succeeds or `deadline_s` has passed (DatabaseUnavailable). An error that is not
-        transient is raised at once."""
-        tries = 0
-
-        def attempt() -> transitions.Outcome:
-            nonlocal tries
-            tries += 1
-            return write(self.commits if tries == 1 else None)
-
-        return reconnecting(attempt, what=what, deadline_s=deadline_s)
-
 
 def _since(moment: float) -> int:
-    """Milliseconds from `moment` (time.monotonic()) to now."""
-    return int((time.monotonic() - moment) * 1000)
+    """Milliseconds from `moment` (the lease's clock()) to now."""
+    return int((clock() - moment) * 1000)
 
 
 def _failure(exception: BaseException) -> transitions.Failure:

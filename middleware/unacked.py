@@ -4,8 +4,8 @@ A RedisBroker consumer moves each message it fetches, running or only prefetched
 `<namespace>:__acks__.<broker_id>.<queue>` until it acknowledges it; the message's body stays in
 `<namespace>:<queue>.msgs` (dramatiq 2.x, brokers/redis/dispatch.lua). Dramatiq itself moves a
 dead consumer's set back only during "maintenance", by the consumer's own clock and by chance.
-Here the database decides (the consumer's worker has lost its lease), and the move happens on
-the next pass of any worker's reaper.
+Here the database decides (the consumer's worker holds no lease: reaper.py), and the move
+happens on the next pass of any worker's reaper.
 
 Putting back a message of a consumer that is in fact alive is harmless: the job's start is
 guarded, so only one delivery runs it; the consumer's own acknowledgement of its copy then finds
@@ -13,8 +13,6 @@ nothing to remove.
 """
 
 from __future__ import annotations
-
-import re
 
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
@@ -41,17 +39,22 @@ def consumers(broker: RedisBroker) -> list[str]:
     return [member.decode() for member in broker.client.zrange(f"{broker.namespace}:__heartbeats__", 0, -1)]
 
 
-def requeue(broker: RedisBroker, broker_id: str) -> list[str]:
-    """Puts every message that consumer `broker_id` holds back in its queue, and forgets the
-    consumer; returns the job ids of the messages moved."""
-    prefix = f"{broker.namespace}:__acks__.{broker_id}."
+def requeue(broker: RedisBroker, broker_ids: list[str]) -> list[str]:
+    """Puts every message that these consumers hold, in any queue this broker knows, back in its
+    queue, and forgets the consumers (one that is alive after all comes back with its next
+    fetch); returns the job ids of the messages moved. One round trip."""
+    if not broker_ids:
+        return []
     script = broker.client.register_script(_REQUEUE)
-    moved: list[str] = []
-    for key in broker.client.scan_iter(match=re.sub(r"([\\*?\[\]])", r"\\\1", prefix) + "*"):
-        queue = key.decode()[len(prefix) :]
-        queue_key = f"{broker.namespace}:{queue}"
-        for body in script(keys=[key, queue_key, f"{queue_key}.msgs"]):
-            moved.append(Message.decode(body).message_id)
-    # If the consumer is alive after all, its next fetch puts it back in the heartbeats.
-    broker.client.zrem(f"{broker.namespace}:__heartbeats__", broker_id)
-    return moved
+    queues = sorted(broker.get_declared_queues() | broker.get_declared_delay_queues())
+    pipeline = broker.client.pipeline(transaction=False)
+    for broker_id in broker_ids:
+        for queue in queues:
+            queue_key = f"{broker.namespace}:{queue}"
+            script(
+                keys=[f"{broker.namespace}:__acks__.{broker_id}.{queue}", queue_key, f"{queue_key}.msgs"],
+                client=pipeline,
+            )
+    pipeline.zrem(f"{broker.namespace}:__heartbeats__", *broker_ids)
+    *moved, _ = pipeline.execute()
+    return [Message.decode(body).message_id for bodies in moved for body in bodies]

@@ -102,6 +102,16 @@ class Workers:
                 start_new_session=True,  # its own process group: SIGKILL takes the main and its child
             )
 
+    def restart_exited(self) -> int:
+        """Starts again, as a supervisor would, every worker that ended itself (status 75: a job
+        would not stop before its lease ran out)."""
+        restarted = 0
+        for slot, process in enumerate(self.processes):
+            if process.poll() is not None:
+                self.processes[slot] = self._start(slot)
+                restarted += 1
+        return restarted
+
     def kill_one(self, rng: random.Random) -> None:
         slot = rng.randrange(len(self.processes))
         victim = self.processes[slot]
@@ -198,6 +208,7 @@ def main() -> int:
     job_ids: list[str] = []
     to_cancel: list[tuple[float, str]] = []
     faults = dict.fromkeys(FAULTS, 0)
+    restarts = 0
 
     def send_all() -> None:
         for _ in range(args.jobs):
@@ -223,6 +234,7 @@ def main() -> int:
                     service.cancel_job(job_id, owner, reason="chaos")
                 except JobAlreadyFinished:
                     pass
+            restarts += workers.restart_exited()
             if heal_at is not None and now >= heal_at:
                 workers.heal()
                 heal_at = None
@@ -267,7 +279,8 @@ def main() -> int:
     violations = len(broken_rows(job_ids)) + len(out_of_order_events(job_ids))
     print(
         f"chaos: jobs={args.jobs} time_limit={args.time_limit:.0f}s workers={args.workers}x{args.threads} "
-        f"seed={args.seed} faults: {' '.join(f'{name}={n}' for name, n in faults.items())} | "
+        f"seed={args.seed} faults: {' '.join(f'{name}={n}' for name, n in faults.items())} "
+        f"restarted={restarts} | "
         f"sent={len(job_ids)} completed={counts.get('completed', 0)} failed={counts.get('failed', 0)} "
         f"(delivery limit {at_limit}) cancelled={counts.get('cancelled', 0)} lost={lost} "
         f"duplicated={duplicated} constraint_violations={violations} "

@@ -36,6 +36,9 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["JOBS_MIN_BACKOFF_MS"] = "10"
     os.environ["JOBS_MAX_BACKOFF_MS"] = "50"
     os.environ["JOBS_SEND_DEADLINE_S"] = "0.5"
+    # Tests hold row locks on purpose, to put writes in a known order: long enough, on a loaded
+    # machine, that nothing gives way before the test releases them (one test sets its own).
+    os.environ["JOBS_DB_LOCK_TIMEOUT_MS"] = "60000"
     os.environ["JOBS_LOG_FORMAT"] = "console"
     from middleware.log_format import configure_logging
 

@@ -40,7 +40,7 @@ CREATE FUNCTION worker_stopped(p_worker text, p_release boolean) RETURNS void LA
 $$;
 
 -- Whether the process of a worker thread (host:pid:boot/thread) holds a live lease.
-CREATE FUNCTION worker_holds_lease(p_worker text) RETURNS boolean LANGUAGE sql STABLE AS $$
+CREATE FUNCTION worker_holds_lease(p_worker text) RETURNS boolean LANGUAGE sql VOLATILE AS $$
     SELECT EXISTS (SELECT 1 FROM workers w
                     WHERE w.worker_id = split_part(p_worker, '/', 1)
                       AND w.stopped_at IS NULL AND w.lease_expires_at > clock_timestamp());
@@ -61,7 +61,7 @@ END $$;
 -- What a late writer says about itself: its attempt, and when its execution ended by its own
 -- clock (the write may arrive long after, once the database is back).
 CREATE FUNCTION job_writer(p_attempt integer, p_ended_ms_ago integer) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql VOLATILE AS $$
     SELECT jsonb_build_object('writer_attempt', p_attempt,
                               'ended_at', clock_timestamp() - GREATEST(p_ended_ms_ago, 0) * interval '1 millisecond');
 $$;
@@ -211,8 +211,10 @@ BEGIN
         RETURN QUERY SELECT 'missing', NULL::text, NULL::text, 0;
         RETURN;
     END IF;
-    -- The same write again: its first try committed but the reply was lost.
-    IF r.status = p_to AND r.attempts = p_attempt THEN
+    -- The same write again: its first try committed but the reply was lost. (The reaper also
+    -- leaves the worker's id, but writes its own error type: WorkerLost.)
+    IF r.status = p_to AND r.attempts = p_attempt AND r.worker_id = p_worker
+       AND r.error_type IS NOT DISTINCT FROM p_error_type THEN
         RETURN QUERY SELECT 'applied', r.status, r.status, r.attempts;
         RETURN;
     END IF;
@@ -242,6 +244,15 @@ BEGIN
         RETURN QUERY SELECT job_refuse(r, 'transition_rejected', 'cancelled', p_worker, NULL, v_now,
                                        job_writer(p_attempt, p_ended_ms_ago)),
                             r.status, r.status, r.attempts;
+        RETURN;
+    END IF;
+    -- The same write again: its first try committed but the reply was lost.
+    IF r.status = 'cancelled' AND EXISTS (
+        SELECT 1 FROM job_events e
+         WHERE e.job_id = p_job_id AND e.event = 'execution_stopped' AND e.attempt = p_attempt
+           AND e.worker_id = p_worker
+    ) THEN
+        RETURN QUERY SELECT 'applied', r.status, r.status, r.attempts;
         RETURN;
     END IF;
     IF r.status = 'active' THEN

@@ -102,10 +102,10 @@ def test_a_pass_that_hits_a_bug_is_logged_and_the_next_one_runs(stub_broker, mai
 def test_heartbeats_go_on_after_failures_and_the_worker_then_runs_its_jobs(
     stub_broker, tenants, monkeypatch, log_records
 ):
-    from middleware import lease
+    from middleware import heartbeat
 
     failures: list[int] = []
-    real = lease.transitions.heartbeat
+    real = heartbeat.transitions.heartbeat
 
     def failing_twice(*args, **kwargs):
         if len(failures) < 2:
@@ -113,9 +113,9 @@ def test_heartbeats_go_on_after_failures_and_the_worker_then_runs_its_jobs(
             raise RuntimeError("a bug") if failures == [1] else peewee.InterfaceError("connection gone")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lease.transitions, "heartbeat", failing_twice)
+    monkeypatch.setattr(heartbeat.transitions, "heartbeat", failing_twice)
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
-    keeper = next(m for m in stub_broker.middleware if isinstance(m, lease.LeaseKeeper))
+    keeper = next(m for m in stub_broker.middleware if isinstance(m, heartbeat.LeaseKeeper))
     keeper.heartbeat_s = 0.05
     with running(stub_broker, threads=1) as worker:
         stub_broker.join("default")

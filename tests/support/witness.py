@@ -17,6 +17,7 @@ import time
 import dramatiq
 import redis
 
+from db.connection import database
 from middleware import current_job
 from middleware.identity import worker_id
 
@@ -37,9 +38,10 @@ def _now(client: redis.Redis) -> float:
 
 
 @dramatiq.actor(max_retries=0)
-def witnessed_job(block_first_ms: int = 0) -> dict:
-    """Runs until released (`release`), reporting as it goes; with block_first_ms, its first
-    attempt instead blocks in one system call that long, where no exception can interrupt it."""
+def witnessed_job(block_first_ms: int = 0, query_db: bool = False) -> dict:
+    """Runs until released (`release`), reporting as it goes, and with query_db asking PostgreSQL
+    something at every step (so that a lost server blocks it in C code); with block_first_ms, its
+    first attempt instead blocks in one system call that long, where no exception can reach it."""
     job = current_job()
     client, key = _client(), _key(job.job_id)
     execution = f"{job.attempt}@{worker_id()}"
@@ -48,6 +50,8 @@ def witnessed_job(block_first_ms: int = 0) -> dict:
         time.sleep(block_first_ms / 1000)
     else:
         while not client.exists(f"{key}:release"):
+            if query_db:
+                database.execute_sql("SELECT 1").fetchone()
             client.hset(f"{key}:seen", execution, _now(client))
             time.sleep(STEP_S)
     client.hset(f"{key}:seen", execution, _now(client))

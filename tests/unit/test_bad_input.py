@@ -111,4 +111,11 @@ def test_a_send_inside_an_open_transaction_is_refused(tenants, nothing_changes):
         service.send_job("test_job", user_id=user)
     with pytest.raises(SendInTransaction), database.atomic():
         service.send_jobs("test_job", [{}, {}], user_id=user)
+    # A transaction begun by hand, which Peewee does not know of, is one all the same.
+    database.execute_sql("BEGIN")
+    try:
+        with pytest.raises(SendInTransaction):
+            service.send_job("test_job", user_id=user)
+    finally:
+        database.execute_sql("ROLLBACK")
     assert not database.in_transaction()

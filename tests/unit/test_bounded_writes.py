@@ -37,6 +37,7 @@ def test_a_row_locked_by_another_session_does_not_stall_the_other_jobs(
 
 
 def test_every_connection_carries_the_limits(settings):
+    # (The suite runs with a lock timeout of a minute: tests/conftest.py.)
     shown = dict(
         database.execute_sql(
             "SELECT name, setting::int FROM pg_settings"

@@ -135,7 +135,7 @@ def test_worker_without_a_lease_runs_nothing_and_hands_its_messages_back(
     monkeypatch.setattr(stub_broker, "enqueue", lambda message, *, delay=None: handed_back.append((message, delay)))
     with database_at(UNREACHABLE_URL), running(stub_broker, threads=1, leased=False):
         wait_for(
-            lambda: any(_event(r) == "start_waiting" for r in log_records), what="the delivery to wait for a lease"
+            lambda: any(_event(r) == "start_postponed" for r in log_records), what="the delivery to wait for a lease"
         )
         assert any(_event(r) == "heartbeat_failed" for r in log_records)
     monkeypatch.undo()

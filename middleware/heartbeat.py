@@ -1,0 +1,134 @@
+"""Heartbeats: the middleware that keeps a worker process's lease (middleware/lease.py) alive,
+and watches its jobs' threads under it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from typing import Any
+
+import structlog
+from dramatiq import Broker, Message
+from dramatiq.middleware import Middleware
+
+from db import transitions
+from db.connection import close_quietly
+
+from .identity import process_id
+from .lease import Lease, LeaseExpired, clock
+from .options import ATTEMPT
+
+log = structlog.get_logger(__name__)
+
+
+class LeaseKeeper(Middleware):
+    """Keeps this worker process's lease, and stops its jobs before the lease can run out.
+
+    Guarantees:
+      * A heartbeat thread of its own renews the lease every `heartbeat_s`, from the moment the
+        worker boots; a failed heartbeat (the database unreachable, anything) is logged and tried
+        again at the next beat, for as long as the worker runs.
+      * A job runs only while the lease is live: its thread is watched from its last before-hook
+        to its first after-hook, and once the lease is no longer live a watchdog raises
+        LeaseExpired into it; if a job still runs at `Lease.kill_at`, the process exits with
+        status 75 (EXIT_LEASE_LOST).
+      * On shutdown the process's row says it stopped, and its lease ends at once if none of its
+        threads still runs a job.
+
+    It must come last in the broker's middleware list, so that a job's thread is watched only
+    once its start is recorded (the status middleware) and is no longer watched when its end is
+    being written (after-hooks run in reverse): LeaseExpired never lands inside a status write.
+
+    Parameters:
+      lease(Lease): the process's lease, shared with the status middleware (which starts no job
+        without it).
+      heartbeat_s(float): how often the lease is renewed.
+    """
+
+    def __init__(self, lease: Lease, *, heartbeat_s: float) -> None:
+        self.lease = lease
+        self.heartbeat_s = heartbeat_s
+        self._stop_beating = threading.Event()
+        self._stop_watching = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def before_process_message(self, broker: Broker, message: Message) -> None:
+        if ATTEMPT in message.options:
+            # Raises LeaseExpired if the lease is not live: the status middleware, which recorded
+            # the start, records this attempt's end too.
+            self.lease.watch(message.message_id)
+
+    def after_process_message(
+        self, broker: Broker, message: Message, *, result: Any = None, exception: BaseException | None = None
+    ) -> None:
+        self.lease.unwatch(stopped=isinstance(exception, LeaseExpired))
+
+    def after_skip_message(self, broker: Broker, message: Message) -> None:
+        self.lease.unwatch(stopped=False)
+
+    def before_worker_boot(self, broker: Broker, worker: Any) -> None:
+        # Nothing here waits for the database: a worker that boots while it is unreachable keeps
+        # trying, and runs no job until its first heartbeat is recorded.
+        self._stop_beating.clear()
+        self._stop_watching.clear()
+        self.lease.open()
+        self._threads = [
+            threading.Thread(
+                target=self._beat, args=(getattr(broker, "broker_id", None),), name="lease-heartbeat", daemon=True
+            ),
+            threading.Thread(target=self.lease.guard, args=(self._stop_watching,), name="lease-watchdog", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def before_worker_shutdown(self, broker: Broker, worker: Any) -> None:
+        # Jobs still waiting for a lease give up (their messages are handed back); running ones
+        # finish, and the heartbeats go on until they have.
+        self.lease.close()
+
+    def after_worker_shutdown(self, broker: Broker, worker: Any) -> None:
+        release = self.lease.running() == 0
+        self._stop_beating.set()
+        if release:
+            self._stop_watching.set()
+            self.lease.disarm()
+        # Otherwise a job outlived the worker's shutdown timeout: the watchdog goes on guarding
+        # it, without heartbeats, until the process exits or the lease has to end it.
+        self.lease.wake()
+        for thread in self._threads:
+            if thread.name == "lease-heartbeat" or release:
+                thread.join(timeout=self.heartbeat_s + 10)
+        try:
+            transitions.worker_stopped(process_id(), release=release)
+            log.info("worker_stopped", worker=process_id(), write="awaited", lease_released=release)
+        except Exception as error:  # noqa: BLE001 - shutting down: the lease runs out by itself
+            log.warning("worker_stop_not_recorded", worker=process_id(), error=str(error).strip())
+        finally:
+            close_quietly()
+
+    def _beat(self, broker_id: str | None) -> None:
+        host, pid, lease_ms = socket.gethostname(), os.getpid(), int(self.lease.window_s * 1000)
+        timeout_ms = max(1000, int(self.heartbeat_s * 1000))
+        failures, held = 0, False
+        try:
+            while not self._stop_beating.is_set():
+                sent_at = clock()
+                try:
+                    transitions.heartbeat(
+                        process_id(), host, pid, lease_ms=lease_ms, broker_id=broker_id, timeout_ms=timeout_ms
+                    )
+                except Exception as error:  # noqa: BLE001 - the heartbeat must outlive any failure
+                    close_quietly()  # a connection broken by the error stays broken until closed
+                    failures += 1
+                    log.warning("heartbeat_failed", worker=process_id(), failures=failures, error=str(error).strip())
+                else:
+                    lapsed = not self.lease.live()
+                    self.lease.renewed(sent_at)
+                    if lapsed:
+                        event = "lease_renewed" if held else "lease_acquired"
+                        log.info(event, worker=process_id(), broker_id=broker_id, after_failures=failures)
+                    failures, held = 0, True
+                self._stop_beating.wait(max(0.0, sent_at + self.heartbeat_s - clock()))
+        finally:
+            close_quietly()
