@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import peewee
+import psycopg2.extensions
 
 from . import storable
 from .connection import database, pgcode
@@ -38,6 +39,27 @@ class Outcome:
     @property
     def applied(self) -> bool:
         return self.outcome == "applied"
+
+
+class Age:
+    """How long ago something happened, in milliseconds, measured when the statement that
+    carries it is sent (psycopg2 adapts it then): a write that waited in the group commit's
+    queue, or for the database to come back, still says how long ago its execution ended.
+
+    Parameters:
+      moment(float): when it happened, on `clock`'s scale.
+      clock: the clock that measured it (the worker's lease clock).
+    """
+
+    def __init__(self, moment: float, clock: Callable[[], float]) -> None:
+        self.moment = moment
+        self.clock = clock
+
+    def milliseconds(self) -> int:
+        return max(0, int((self.clock() - self.moment) * 1000))
+
+
+psycopg2.extensions.register_adapter(Age, lambda age: psycopg2.extensions.AsIs(age.milliseconds()))
 
 
 @dataclass(frozen=True)
@@ -126,14 +148,21 @@ def mark_active(job_id: str, worker_id: str, via: GroupCommit | None = None) -> 
     and records the worker.
 
     `via`, here and below: a GroupCommit that commits this write together with other threads'.
-    `ended_ms_ago`, below: how long ago the attempt's execution ended, by the worker's clock; a
-    refusal of the write records it as the end of that execution (db.audit).
+    `ended_ms_ago`, below: how long ago the attempt's execution ended, by the worker's clock (an
+    Age, measured when the statement is sent); a refusal of the write records it as the end of
+    that execution (db.audit).
     """
     return _outcome("SELECT * FROM job_start(%s::uuid, %s)", (job_id, worker_id), via)
 
 
 def mark_completed(
-    job_id: str, attempt: int, worker_id: str, result: Any, *, ended_ms_ago: int = 0, via: GroupCommit | None = None
+    job_id: str,
+    attempt: int,
+    worker_id: str,
+    result: Any,
+    *,
+    ended_ms_ago: int | Age = 0,
+    via: GroupCommit | None = None,
 ) -> Outcome:
     """active -> completed, with the result (or a marker, when it can't be stored: db.storable)."""
     return _finish(job_id, attempt, "completed", worker_id, ended_ms_ago, result=result, via=via)
@@ -145,7 +174,7 @@ def mark_retrying(
     worker_id: str,
     failure: Failure,
     *,
-    ended_ms_ago: int = 0,
+    ended_ms_ago: int | Age = 0,
     via: GroupCommit | None = None,
 ) -> Outcome:
     """active -> retrying, with the error of the attempt."""
@@ -158,7 +187,7 @@ def mark_failed(
     worker_id: str,
     failure: Failure,
     *,
-    ended_ms_ago: int = 0,
+    ended_ms_ago: int | Age = 0,
     via: GroupCommit | None = None,
 ) -> Outcome:
     """active -> failed, with the error of the last attempt."""
@@ -170,7 +199,7 @@ def _finish(
     attempt: int,
     to: str,
     worker_id: str,
-    ended_ms_ago: int,
+    ended_ms_ago: int | Age,
     *,
     result: Any = None,
     failure: Failure | None = None,
@@ -195,7 +224,7 @@ def _finish(
 
 
 def mark_lease_expired(
-    job_id: str, attempt: int, worker_id: str, *, ended_ms_ago: int, max_lost: int, via: GroupCommit | None = None
+    job_id: str, attempt: int, worker_id: str, *, ended_ms_ago: int | Age, max_lost: int, via: GroupCommit | None = None
 ) -> Outcome:
     """An attempt its worker stopped because its lease was running out: active -> retrying (to be
     published again by the caller) or failed at the delivery limit, if the job is still that
@@ -242,7 +271,7 @@ def cancel(job_id: str, reason: str | None) -> Outcome:
 
 
 def mark_stopped(
-    job_id: str, attempt: int, worker_id: str, how: str, *, ended_ms_ago: int = 0, via: GroupCommit | None = None
+    job_id: str, attempt: int, worker_id: str, how: str, *, ended_ms_ago: int | Age = 0, via: GroupCommit | None = None
 ) -> Outcome:
     """Records that a running attempt stopped because its job was cancelled."""
     return _outcome(

@@ -111,7 +111,7 @@ class StatusMiddleware(Middleware):
                 attempt,
                 "completed",
                 lambda via: transitions.mark_completed(
-                    job_id, attempt, me, result, ended_ms_ago=_since(ended), via=via
+                    job_id, attempt, me, result, ended_ms_ago=transitions.Age(ended, clock), via=via
                 ),
             )
         elif isinstance(exception, LeaseExpired):
@@ -129,7 +129,7 @@ class StatusMiddleware(Middleware):
                 message,
                 attempt,
                 to,
-                lambda via: mark(job_id, attempt, me, failure, ended_ms_ago=_since(ended), via=via),
+                lambda via: mark(job_id, attempt, me, failure, ended_ms_ago=transitions.Age(ended, clock), via=via),
                 error_type=failure.type,
                 error=failure.message,
             )
@@ -193,7 +193,7 @@ class StatusMiddleware(Middleware):
             attempt,
             "retrying",
             lambda via: transitions.mark_lease_expired(
-                job_id, attempt, me, ended_ms_ago=_since(ended), max_lost=self.max_deliveries, via=via
+                job_id, attempt, me, ended_ms_ago=transitions.Age(ended, clock), max_lost=self.max_deliveries, via=via
             ),
             event="job_lease_expired",
         )
@@ -219,7 +219,7 @@ class StatusMiddleware(Middleware):
             attempt,
             "cancelled",
             lambda via: transitions.mark_stopped(
-                message.message_id, attempt, me, how, ended_ms_ago=_since(ended), via=via
+                message.message_id, attempt, me, how, ended_ms_ago=transitions.Age(ended, clock), via=via
             ),
             how=how,
         )
@@ -252,11 +252,6 @@ class StatusMiddleware(Middleware):
         else:
             bound.warning("transition_rejected", outcome=outcome.outcome, status=outcome.status)
         return outcome
-
-
-def _since(moment: float) -> int:
-    """Milliseconds from `moment` (the lease's clock()) to now."""
-    return int((clock() - moment) * 1000)
 
 
 def _failure(exception: BaseException) -> transitions.Failure:

@@ -58,12 +58,13 @@ BEGIN
                 THEN 'terminal' ELSE 'rejected' END;
 END $$;
 
--- What a late writer says about itself: its attempt, and when its execution ended by its own
--- clock (the write may arrive long after, once the database is back).
+-- What a late writer says about itself: its attempt, and when its execution ended, which it
+-- measured as an age at the moment it sent the statement (the write may arrive long after, once
+-- the database is back): counted back from when this server received the statement.
 CREATE FUNCTION job_writer(p_attempt integer, p_ended_ms_ago integer) RETURNS jsonb
-LANGUAGE sql VOLATILE AS $$
+LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object('writer_attempt', p_attempt,
-                              'ended_at', clock_timestamp() - GREATEST(p_ended_ms_ago, 0) * interval '1 millisecond');
+                              'ended_at', statement_timestamp() - GREATEST(p_ended_ms_ago, 0) * interval '1 millisecond');
 $$;
 
 DROP FUNCTION job_enqueue(uuid, text, text, uuid, uuid, jsonb, jsonb, integer, bigint);

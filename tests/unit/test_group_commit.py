@@ -154,3 +154,40 @@ def test_unstorable_output_shares_a_commit_with_other_ends_and_is_stored(jobs, h
     assert "\x00" not in failed["error_stack"]
     assert job_row(others[1])["result"]["not_stored"].startswith("not JSON: Out of range float values")
     assert job_row(others[2])["result"] == ["a\ufffdb"]
+
+
+def test_a_refused_end_that_waited_says_when_its_execution_ended_not_when_it_arrived(jobs, held_row):
+    # The end of an execution is an age, measured when the statement is sent: one that waited in
+    # the queue (behind a held row here; behind a lost database in life) is not dated late.
+    from middleware.lease import clock
+
+    commits = GroupCommit()
+    first, late, *_ = jobs
+    for job_id in (first, late):
+        assert transitions.mark_active(job_id, "w/0").applied
+    assert transitions.mark_retrying(late, 1, "w/0", transitions.Failure("E", "taken back", "")).applied
+    held_row(first)
+    threads, _ = in_threads([lambda: transitions.mark_completed(first, 1, "w/0", None, via=commits)])
+    wait_for(waiting_on_locks(1), what="the first end to wait for the held row")
+    ended = clock()
+    more, answers = in_threads(
+        [
+            lambda: transitions.mark_completed(
+                late, 1, "w/1", None, ended_ms_ago=transitions.Age(ended, clock), via=commits
+            )
+        ]
+    )
+    wait_for(lambda: commits._queue.qsize() == 1, what="the late end to queue behind the first")
+    wait_for(lambda: clock() > ended + 1.0, what="the late end to have waited a second")
+    held_row.release()
+    for thread in threads + more:
+        thread.join(timeout=10)
+    commits.close()
+
+    assert answers[0].outcome == "rejected"
+    refused_at, ended_at = database.execute_sql(
+        "SELECT created_at, (details->>'ended_at')::timestamptz FROM job_events"
+        " WHERE job_id = %s::uuid AND event = 'transition_rejected'",
+        (late,),
+    ).fetchone()
+    assert (refused_at - ended_at).total_seconds() >= 1.0, "dated when the execution ended"
