@@ -36,10 +36,15 @@ def recover_lost_jobs(
 
     `window_s` also judges the jobs of a worker that never recorded a heartbeat.
     """
+    # The consumers first, then the rows: a lease that had run out when the consumers were
+    # judged has run out when the rows are, so no message goes back to its queue while its
+    # job's row still says the lost worker holds it (that delivery would be refused, and the
+    # job would wait for the next pass to be published again).
+    lost = _lost_consumers(unacked.consumers(broker), window_s, unleased) if isinstance(broker, RedisBroker) else []
     reaped = transitions.reap(int(window_s * 1000), max_deliveries)
     moved: set[str] = set()
-    if isinstance(broker, RedisBroker):
-        lost = _lost_consumers(unacked.consumers(broker), window_s, unleased)
+    if lost:
+        assert isinstance(broker, RedisBroker)
         ids = unacked.requeue(broker, lost)
         moved.update(ids)
         if ids:
