@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import redis
 import structlog
 from dramatiq import Broker
 from dramatiq.brokers.redis import RedisBroker
@@ -32,7 +33,8 @@ def recover_lost_jobs(
        (cut off from PostgreSQL since it booted) once this caller has seen it so for `window_s`,
        which `unleased` (kept by the caller from pass to pass) remembers.
     3. Each job taken back whose message was not among those is published again, with the
-       options it was sent with; one that can't be (Redis unreachable) is left to reconcile.
+       options it was sent with; one that can't be (Redis unreachable) is left to reconcile,
+       and the pass raises Redis' error once the rows are taken back.
 
     `window_s` also judges the jobs of a worker that never recorded a heartbeat.
     """
@@ -40,7 +42,15 @@ def recover_lost_jobs(
     # judged has run out when the rows are, so no message goes back to its queue while its
     # job's row still says the lost worker holds it (that delivery would be refused, and the
     # job would wait for the next pass to be published again).
-    lost = _lost_consumers(unacked.consumers(broker), window_s, unleased) if isinstance(broker, RedisBroker) else []
+    # Redis unreachable: the rows are taken back all the same (their status is true at once),
+    # their messages wait for a pass that reaches Redis, and this pass ends with the error.
+    unreachable: redis.RedisError | None = None
+    lost: list[str] = []
+    if isinstance(broker, RedisBroker):
+        try:
+            lost = _lost_consumers(unacked.consumers(broker), window_s, unleased)
+        except redis.RedisError as error:
+            unreachable = error
     reaped = transitions.reap(int(window_s * 1000), max_deliveries)
     moved: set[str] = set()
     if lost:
@@ -64,6 +74,8 @@ def recover_lost_jobs(
                 bound.warning("job_not_republished", error=f"{type(error).__name__}: {error}")
                 continue
         bound.warning("job_recovered", republished=republished)
+    if unreachable is not None:
+        raise unreachable
     return reaped
 
 
