@@ -154,8 +154,9 @@ def installed(broker):
     import actors
     from middleware import ProgressMiddleware
 
-    broker.flush_all()
+    # Bound first: a broker flushes only the queues it has declared, which binding the actors does.
     actors.use_broker(broker)
+    broker.flush_all()
     yield broker
     for middleware in broker.middleware:
         if isinstance(middleware, ProgressMiddleware):
