@@ -39,13 +39,6 @@ CREATE FUNCTION worker_stopped(p_worker text, p_release boolean) RETURNS void LA
      WHERE worker_id = p_worker;
 $$;
 
--- Whether the process of a worker thread (host:pid:boot/thread) holds a live lease.
-CREATE FUNCTION worker_holds_lease(p_worker text) RETURNS boolean LANGUAGE sql VOLATILE AS $$
-    SELECT EXISTS (SELECT 1 FROM workers w
-                    WHERE w.worker_id = split_part(p_worker, '/', 1)
-                      AND w.stopped_at IS NULL AND w.lease_expires_at > clock_timestamp());
-$$;
-
 -- Refusals carry what the refused writer said (its attempt, when its execution ended).
 DROP FUNCTION job_refuse(job_status, text, text, text, uuid, timestamptz);
 CREATE FUNCTION job_refuse(r job_status, p_event text, p_wanted text, p_worker text, p_actor uuid,
@@ -127,14 +120,20 @@ DECLARE
     v_attempts integer;
     v_from text;
     v_at timestamptz;
+    v_leased boolean;
 BEGIN
     LOOP
         v_now := clock_timestamp();
+        -- Whether the process of this thread (host:pid:boot/thread) holds a live lease. (A
+        -- statement of its own: as a function called from the UPDATE it cost a plan per call.)
+        v_leased := EXISTS (SELECT 1 FROM workers w
+                             WHERE w.worker_id = split_part(p_worker, '/', 1)
+                               AND w.stopped_at IS NULL AND w.lease_expires_at > v_now);
         UPDATE job_status j
            SET status = 'active', attempts = j.attempts + 1,
                started_at = COALESCE(j.started_at, GREATEST(v_now, j.updated_at)),
                scheduled_for = NULL, worker_id = p_worker, updated_at = GREATEST(v_now, j.updated_at)
-         WHERE j.job_id = p_job_id AND j.status IN ('pending', 'retrying') AND worker_holds_lease(p_worker)
+         WHERE j.job_id = p_job_id AND j.status IN ('pending', 'retrying') AND v_leased
         RETURNING j.attempts, j.updated_at INTO v_attempts, v_at;
         IF FOUND THEN
             -- Only the first attempt starts from pending (job_status_started_check).
@@ -161,7 +160,7 @@ BEGIN
                                            'active', p_worker, NULL, v_now), r.status, r.status, r.attempts;
             RETURN;
         END IF;
-        IF NOT worker_holds_lease(p_worker) THEN
+        IF NOT v_leased THEN
             PERFORM job_refuse(r, 'transition_rejected', 'active', p_worker, NULL, v_now,
                                jsonb_build_object('why', 'the worker holds no live lease'));
             RETURN QUERY SELECT 'no_lease', r.status, r.status, r.attempts;
@@ -370,7 +369,7 @@ END $$;
 -- New functions are executable by PUBLIC by default: nobody gets one unless named here.
 REVOKE ALL ON ALL ROUTINES IN SCHEMA public FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
-    worker_heartbeat(text, text, integer, bigint, text), worker_stopped(text, boolean), worker_holds_lease(text),
+    worker_heartbeat(text, text, integer, bigint, text), worker_stopped(text, boolean),
     job_refuse(job_status, text, text, text, uuid, timestamptz, jsonb), job_writer(integer, integer),
     job_enqueue(uuid, text, text, uuid, uuid, jsonb, jsonb, jsonb, integer, bigint),
     job_reschedule(uuid, bigint, jsonb), job_start(uuid, text),
