@@ -8,6 +8,7 @@ import select
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -35,28 +36,30 @@ _TRANSIENT_CLASSES = ("53",)
 
 class _Database(peewee.PostgresqlDatabase):
     """Peewee's database (one connection per thread), which also knows each thread's connection,
-    so that another thread can end it (interrupt)."""
+    so that another thread can end it (interrupt). Weakly: a thread that ends without closing its
+    connection leaves it to be collected and closed, as Peewee alone would."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._by_thread: dict[int, Any] = {}
-        self._by_thread_lock = threading.Lock()
+        self._by_thread: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+        # Held while a connection is closed, and while another thread ends one: the socket it
+        # shuts down can't be closed (and its number given to another) meanwhile.
+        self.registry_lock = threading.Lock()
 
     def _connect(self) -> Any:
         conn = super()._connect()
-        with self._by_thread_lock:
+        with self.registry_lock:
             self._by_thread[threading.get_ident()] = conn
         return conn
 
     def _close(self, conn: Any) -> None:
-        with self._by_thread_lock:
+        with self.registry_lock:
             if self._by_thread.get(threading.get_ident()) is conn:
                 del self._by_thread[threading.get_ident()]
-        super()._close(conn)
+            super()._close(conn)
 
     def connection_of(self, thread_id: int) -> Any:
-        with self._by_thread_lock:
-            return self._by_thread.get(thread_id)
+        return self._by_thread.get(thread_id)
 
 
 # Peewee opens one connection per thread on first use; worker threads keep theirs open and close
@@ -69,7 +72,7 @@ class Limits:
     """What bounds every statement and connection, so that one locked row or one half-open
     connection can't stall a process's writes for ever (README: configuration)."""
 
-    connect_timeout_s: int = 5
+    connect_timeout_s: int = 3
     statement_timeout_ms: int = 30_000
     lock_timeout_ms: int = 5_000
     idle_in_transaction_timeout_ms: int = 60_000
@@ -157,15 +160,16 @@ def interrupt(thread_id: int) -> bool:
     """Ends the connection of another thread, so that a statement it waits on returns (with a
     connection error) instead of blocking it in C code, where no exception can reach it. False
     when the thread has no open connection."""
-    conn = database.connection_of(thread_id)
-    if conn is None or conn.closed:
-        return False
-    try:
-        # A duplicate of its socket: shutting it down ends the connection, not our descriptor.
-        with socket.socket(fileno=os.dup(conn.fileno())) as sock:
-            sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        return False
+    with database.registry_lock:
+        conn = database.connection_of(thread_id)
+        try:
+            if conn is None or conn.closed:
+                return False
+            # A duplicate of its socket: shutting it down ends the connection, not our descriptor.
+            with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+        except Exception:  # noqa: BLE001 - closed meanwhile, or not a socket: nothing to end
+            return False
     return True
 
 

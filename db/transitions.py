@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import peewee
@@ -56,7 +57,8 @@ class Age:
         self.clock = clock
 
     def milliseconds(self) -> int:
-        return max(0, int((self.clock() - self.moment) * 1000))
+        # Clamped to an integer's range: the SQL functions take an integer.
+        return min(max(0, int((self.clock() - self.moment) * 1000)), 2**31 - 1)
 
 
 psycopg2.extensions.register_adapter(Age, lambda age: psycopg2.extensions.AsIs(age.milliseconds()))
@@ -305,11 +307,13 @@ def heartbeat(
     worker_process: str, hostname: str, pid: int, *, lease_ms: int, broker_id: str | None, timeout_ms: int = 0
 ) -> None:
     """Renews the process's lease: it holds its jobs until `lease_ms` from now, by the database's
-    clock. `timeout_ms`: the statement timeout of this connection's next heartbeats (a heartbeat
-    stuck behind a slow server is worth less than the next one)."""
+    clock. `timeout_ms`: the statement timeout of the calling thread's connection, set when it is
+    opened (a heartbeat stuck behind a slow server is worth less than the next one)."""
+    if timeout_ms and database.is_closed():
+        database.connect()
+        database.execute_sql("SELECT set_config('statement_timeout', %s, false)", (str(timeout_ms),))
     database.execute_sql(
-        "SELECT worker_heartbeat(%s, %s, %s, %s, %s), set_config('statement_timeout', %s, false)",
-        (worker_process, hostname, pid, lease_ms, broker_id, str(timeout_ms)),
+        "SELECT worker_heartbeat(%s, %s, %s, %s, %s)", (worker_process, hostname, pid, lease_ms, broker_id)
     )
 
 
@@ -319,26 +323,30 @@ def worker_stopped(worker_process: str, *, release: bool) -> None:
     database.execute_sql("SELECT worker_stopped(%s, %s)", (worker_process, release))
 
 
-def reap(window_ms: int, max_lost_deliveries: int) -> list[Reaped]:
-    """Takes back the active jobs of workers whose lease ran out: see job_reap in 0009_leases.sql."""
-    rows = database.execute_sql("SELECT * FROM job_reap(%s, %s)", (window_ms, max_lost_deliveries)).fetchall()
+def reap(window_ms: int, max_lost_deliveries: int, *, expired_by: datetime | None = None) -> list[Reaped]:
+    """Takes back the active jobs of workers whose lease ran out (by `expired_by`, if given): see
+    job_reap in 0009_leases.sql."""
+    rows = database.execute_sql(
+        "SELECT * FROM job_reap(%s, %s, %s)", (window_ms, max_lost_deliveries, expired_by)
+    ).fetchall()
     return [
         Reaped(str(job_id), job_type, queue, str(user_id), course_id and str(course_id), args, kwargs, options, outcome)
         for job_id, job_type, queue, user_id, course_id, args, kwargs, options, outcome in rows
     ]
 
 
-def consumer_leases(broker_ids: list[str]) -> dict[str, bool]:
+def consumer_leases(broker_ids: list[str]) -> tuple[dict[str, bool], datetime]:
     """For those of `broker_ids` (Redis consumers) that belong to a worker process the database
-    knows, whether that process holds a live lease; the others are absent."""
+    knows, whether that process's lease still runs (the others are absent); and the moment, by
+    the database's clock, that this judges (reap takes back only leases run out by then)."""
+    now = database.execute_sql("SELECT clock_timestamp()").fetchone()[0]
     if not broker_ids:
-        return {}
+        return {}, now
     rows = database.execute_sql(
-        "SELECT broker_id, bool_or(stopped_at IS NULL AND lease_expires_at > clock_timestamp())"
-        " FROM workers WHERE broker_id = ANY(%s) GROUP BY broker_id",
-        (broker_ids,),
+        "SELECT broker_id, bool_or(lease_expires_at > %s) FROM workers WHERE broker_id = ANY(%s) GROUP BY broker_id",
+        (now, broker_ids),
     ).fetchall()
-    return dict(rows)
+    return dict(rows), now
 
 
 def waiting_jobs(older_than_ms: int) -> list[Reaped]:

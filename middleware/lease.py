@@ -115,10 +115,12 @@ class Lease:
             self._changed.notify_all()
 
     def open(self) -> None:
-        """A worker boots: no lease until its first heartbeat (whatever an earlier boot held)."""
+        """A worker boots: no lease until its first heartbeat (whatever an earlier boot held, unless
+        a job of that boot still runs under it)."""
         with self._changed:
             self._closed = False
-            self._sent_at = -math.inf
+            if not self._watched:
+                self._sent_at = -math.inf
 
     def watch(self, job_id: str) -> None:
         """The calling thread runs `job_id` from now on; raises LeaseExpired if the lease is not live."""
@@ -164,10 +166,13 @@ class Lease:
                 for thread, watched in self._watched.items():
                     if not watched[1]:
                         watched[1] = True
-                        raise_thread_exception(thread, LeaseExpired)
-                        # A statement blocked on a lost server holds the thread in C: end it.
-                        ended = interrupt(thread)
-                        log.warning("job_interrupted_for_lease", job_id=watched[0], connection_ended=ended)
+                        try:
+                            raise_thread_exception(thread, LeaseExpired)
+                            # A statement blocked on a lost server holds the thread in C: end it.
+                            ended = interrupt(thread)
+                            log.warning("job_interrupted_for_lease", job_id=watched[0], connection_ended=ended)
+                        except Exception as error:  # noqa: BLE001 - the watchdog must go on: kill_at still holds
+                            log.error("job_not_interrupted", job_id=watched[0], error=str(error))
                 if not self._watched:
                     self._backstop()  # nothing to guard
                     self._changed.wait(_LOOK_AGAIN_S)

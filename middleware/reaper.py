@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import redis
 import structlog
@@ -46,12 +47,15 @@ def recover_lost_jobs(
     # their messages wait for a pass that reaches Redis, and this pass ends with the error.
     unreachable: redis.RedisError | None = None
     lost: list[str] = []
+    judged_at = None
     if isinstance(broker, RedisBroker):
         try:
-            lost = _lost_consumers(unacked.consumers(broker), window_s, unleased)
+            lost, judged_at = _lost_consumers(unacked.consumers(broker), window_s, unleased)
         except redis.RedisError as error:
             unreachable = error
-    reaped = transitions.reap(int(window_s * 1000), max_deliveries)
+    # Only leases that had run out when the consumers were judged: a lease that runs out in
+    # between waits for the next pass, where its consumer and its rows are taken back together.
+    reaped = transitions.reap(int(window_s * 1000), max_deliveries, expired_by=judged_at)
     moved: set[str] = set()
     if lost:
         assert isinstance(broker, RedisBroker)
@@ -79,8 +83,10 @@ def recover_lost_jobs(
     return reaped
 
 
-def _lost_consumers(candidates: list[str], window_s: float, unleased: dict[str, float] | None) -> list[str]:
-    leases = transitions.consumer_leases(candidates)
+def _lost_consumers(
+    candidates: list[str], window_s: float, unleased: dict[str, float] | None
+) -> tuple[list[str], datetime]:
+    leases, judged_at = transitions.consumer_leases(candidates)
     now = time.monotonic()
     lost = []
     for broker_id in candidates:
@@ -88,11 +94,11 @@ def _lost_consumers(candidates: list[str], window_s: float, unleased: dict[str, 
             if unleased is not None:
                 unleased.pop(broker_id, None)
         elif broker_id in leases:
-            lost.append(broker_id)  # its worker's lease ran out, or was given up
+            lost.append(broker_id)  # its worker's lease ran out, or was given up on shutdown
         elif unleased is not None and now - unleased.setdefault(broker_id, now) >= window_s:
             lost.append(broker_id)  # a worker that never recorded a lease, or a sender (holds nothing)
     if unleased is not None:
         for broker_id, since in list(unleased.items()):
             if now - since > _FORGET_S:
                 del unleased[broker_id]
-    return lost
+    return lost, judged_at

@@ -42,8 +42,10 @@ class Settings:
     #: recorded heartbeat (database clock); then they are taken back.
     recovery_window_s: float = 30.0
     #: JOBS_LEASE_MARGIN_S: a worker that could not renew its lease stops its jobs this long
-    #: before the lease runs out (by its own clock), and exits if one does not stop within half of it.
-    lease_margin_s: float = 5.0
+    #: before the lease runs out (by its own clock), and exits if one does not stop within half of
+    #: it (so half of it should exceed JOBS_DB_CONNECT_TIMEOUT_S: a job opening a connection
+    #: can't be interrupted).
+    lease_margin_s: float = 10.0
     #: JOBS_MAX_DELIVERIES: deliveries a job may lose with its worker before it fails.
     max_deliveries: int = 3
     #: JOBS_RECONCILE_S: how often a worker looks for waiting jobs whose messages Redis lost.
@@ -53,7 +55,7 @@ class Settings:
     broker_heartbeat_timeout_ms: int = 60_000
     broker_maintenance_chance: int = 1_000
     #: JOBS_DB_CONNECT_TIMEOUT_S: how long opening a database connection may take.
-    db_connect_timeout_s: int = 5
+    db_connect_timeout_s: int = 3
     #: JOBS_DB_STATEMENT_TIMEOUT_MS: the longest any statement of the system may run.
     db_statement_timeout_ms: int = 30_000
     #: JOBS_DB_LOCK_TIMEOUT_MS: the longest a statement waits for a row lock (a status write

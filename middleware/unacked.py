@@ -41,8 +41,9 @@ def consumers(broker: RedisBroker) -> list[str]:
 
 def requeue(broker: RedisBroker, broker_ids: list[str]) -> list[str]:
     """Puts every message that these consumers hold, in any queue this broker knows, back in its
-    queue, and forgets the consumers (one that is alive after all comes back with its next
-    fetch); returns the job ids of the messages moved. One round trip."""
+    queue; returns the job ids of the messages moved. One round trip. The consumers stay in
+    Dramatiq's heartbeats: its own maintenance forgets a dead one once it holds nothing, in
+    queues this broker does not know too."""
     if not broker_ids:
         return []
     script = broker.client.register_script(_REQUEUE)
@@ -55,6 +56,4 @@ def requeue(broker: RedisBroker, broker_ids: list[str]) -> list[str]:
                 keys=[f"{broker.namespace}:__acks__.{broker_id}.{queue}", queue_key, f"{queue_key}.msgs"],
                 client=pipeline,
             )
-    pipeline.zrem(f"{broker.namespace}:__heartbeats__", *broker_ids)
-    *moved, _ = pipeline.execute()
-    return [Message.decode(body).message_id for bodies in moved for body in bodies]
+    return [Message.decode(body).message_id for bodies in pipeline.execute() for body in bodies]

@@ -312,13 +312,14 @@ BEGIN
     RETURN QUERY SELECT 'applied', 'active'::text, v_to, r.attempts;
 END $$;
 
--- Active jobs whose worker's lease has run out (or, for a worker never recorded, that have
--- not been updated for p_window_ms): each goes back to `retrying` (returned, for the caller to
+-- Active jobs whose worker's lease has run out (by p_expired_by, when given: the moment the
+-- caller judged the workers' Redis consumers), or, for a worker never recorded, that have not
+-- been updated for p_window_ms: each goes back to `retrying` (returned, for the caller to
 -- publish again) or, once it has lost p_max_lost deliveries, ends `failed`. The events name the
 -- lost worker in their details; they are written by nobody's worker. SKIP LOCKED and the status
 -- guard let every worker run this at once: a job is reaped once.
 DROP FUNCTION job_reap(bigint, integer);
-CREATE FUNCTION job_reap(p_window_ms bigint, p_max_lost integer)
+CREATE FUNCTION job_reap(p_window_ms bigint, p_max_lost integer, p_expired_by timestamptz)
 RETURNS TABLE (job_id uuid, job_type text, queue text, user_id uuid, course_id uuid,
                args jsonb, kwargs jsonb, options jsonb, outcome text)
 LANGUAGE plpgsql AS $$
@@ -334,7 +335,7 @@ BEGIN
           LEFT JOIN workers w ON w.worker_id = j.worker_process
          WHERE j.status = 'active'
            AND CASE WHEN w.worker_id IS NULL THEN j.updated_at < v_cutoff
-                    ELSE w.lease_expires_at < clock_timestamp() END
+                    ELSE w.lease_expires_at < LEAST(clock_timestamp(), p_expired_by) END
          ORDER BY j.updated_at
            FOR UPDATE OF j SKIP LOCKED
     LOOP
@@ -375,5 +376,5 @@ GRANT EXECUTE ON FUNCTION
     job_reschedule(uuid, bigint, jsonb), job_start(uuid, text),
     job_finish(uuid, integer, text, text, jsonb, text, text, text, integer),
     job_stop(uuid, integer, text, text, integer), job_lease_expired(uuid, integer, text, integer, integer),
-    job_reap(bigint, integer)
+    job_reap(bigint, integer, timestamptz)
     TO jobs_worker;

@@ -54,6 +54,9 @@ def lost_job(broker, tenants, worker: str) -> str:
 
 
 def test_maintenance_goes_on_through_a_redis_outage(settings, tenants, maintained, log_records):
+    """The passes fail while Redis refuses connections, and the next ones run; once it is back,
+    the job reaped meanwhile is published again (by reconcile, whose window here is 0, or by the
+    reaper: whichever pass comes first)."""
     with Proxy(("127.0.0.1", 6379)) as proxy:
         # A window of 0: reconcile publishes a waiting job at once (the test has no send in flight).
         cut_off = dataclasses.replace(settings, redis_url=proxy.url_for(settings.redis_url), recovery_window_s=0)

@@ -140,7 +140,9 @@ def test_a_job_that_will_not_stop_ends_its_process_before_the_lease_runs_out():
 
 def test_a_job_holding_the_gil_is_ended_by_the_backstop_before_the_lease_runs_out():
     # sum() over a range runs in C without ever giving up the GIL: the watchdog (a Python
-    # thread) never runs, and faulthandler's C thread ends the process instead.
+    # thread) never runs, and faulthandler's C thread ends the process instead, at
+    # window - margin/4 = 1.8 s after the heartbeat: its "Timeout (0:00:01.x)" says so, within
+    # the lease of 2 s.
     ended, output = run_lease_script(
         """
         started = clock()
@@ -152,3 +154,20 @@ def test_a_job_holding_the_gil_is_ended_by_the_backstop_before_the_lease_runs_ou
     assert "outlived" not in output
     assert "Timeout (0:00:01" in output, "faulthandler's timer fired, 1.8 s after the heartbeat"
     assert "worker_exited" not in output, "the Python watchdog never got to run"
+
+
+def test_a_worker_idle_when_its_lease_lapses_lives_on():
+    # A job ran and ended under the lease (the backstop armed for it stays armed until the next
+    # renewal); then the heartbeats stop: with nothing running, nothing may end the process.
+    ended, output = run_lease_script(
+        """
+        import time
+        lease.unwatch(stopped=False)
+        # Past the backstop's deadline (window - margin/4 = 1.8 s) and the end of the lease.
+        while clock() < lease.stop_at() + lease.margin_s:
+            time.sleep(0.05)
+        print("alive after the lease", flush=True)
+        """
+    )
+    assert ended.returncode == 0, output
+    assert "alive after the lease" in output
