@@ -38,49 +38,75 @@ def in_threads(calls) -> tuple[list[threading.Thread], dict[int, object]]:
     return threads, answers
 
 
-def test_writes_waiting_together_share_one_transaction(jobs, held_row):
-    commits = GroupCommit()
-    first, *others = jobs
+def behind_a_held_row(held_row, commits: GroupCommit, first: str, first_write, writes, *, before_release=None):
+    """Runs `first_write` (a write of job `first`, whose row is held) and, once it blocks the
+    writer, `writes` from threads of their own, which then queue up behind it; releases the row
+    once they all wait (and `before_release` has run); returns what each of `writes` got."""
     held_row(first)
-    threads, answers = in_threads([lambda: transitions.mark_active(first, "w/0", via=commits)])
+    threads, _ = in_threads([first_write])
     wait_for(waiting_on_locks(1), what="the first write to wait for the held row")
-    more, more_answers = in_threads(
-        [lambda j=job_id, i=i: transitions.mark_active(j, f"w/{i + 1}", via=commits) for i, job_id in enumerate(others)]
-    )
-    wait_for(lambda: commits._queue.qsize() == len(others), what="the other writes to queue behind the first")
+    more, answers = in_threads(writes)
+    wait_for(lambda: commits._queue.qsize() == len(writes), what="the other writes to queue behind the first")
+    if before_release is not None:
+        before_release()
     held_row.release()
     for thread in threads + more:
         thread.join(timeout=10)
-
     commits.close()
+    return answers
+
+
+def test_writes_waiting_together_share_one_transaction(jobs, held_row):
+    commits = GroupCommit()
+    first, *others = jobs
+    answers = behind_a_held_row(
+        held_row,
+        commits,
+        first,
+        lambda: transitions.mark_active(first, "w/0", via=commits),
+        [
+            lambda j=job_id, i=i: transitions.mark_active(j, f"w/{i + 1}", via=commits)
+            for i, job_id in enumerate(others)
+        ],
+    )
+
     assert (commits.writes, commits.transactions) == (4, 2)
-    assert all(answer.applied for answer in [*answers.values(), *more_answers.values()])
+    assert all(answer.applied for answer in answers.values())
     assert statuses(jobs) == dict.fromkeys(jobs, "active")
     assert all([e[0] for e in events(job_id)] == ["enqueued", "started"] for job_id in jobs)
 
 
-def test_a_bad_write_fails_only_its_own_caller(jobs, held_row):
+REFUSED_BY_THE_DATABASE = ("SELECT * FROM job_finish(%s::uuid, 1, 'cancelled', 'w', NULL, NULL, NULL, NULL, 0)", ())
+# psycopg2 refuses a string holding a NUL before it sends anything (ValueError).
+REFUSED_BY_THE_DRIVER = ("SELECT * FROM job_start(%s::uuid, %s)", ("w/\x00",))
+
+
+@pytest.mark.parametrize(
+    ("bad_write", "error", "message"),
+    [
+        (REFUSED_BY_THE_DATABASE, peewee.DataError, "can not move a job to cancelled"),
+        (REFUSED_BY_THE_DRIVER, ValueError, "NUL"),
+    ],
+    ids=["database", "driver"],
+)
+def test_a_bad_write_fails_only_its_own_caller(jobs, held_row, bad_write, error, message):
     commits = GroupCommit()
     first, good, bad, other = jobs
-    held_row(first)
-    threads, _ = in_threads([lambda: transitions.mark_active(first, "w/0", via=commits)])
-    wait_for(waiting_on_locks(1), what="the first write to wait for the held row")
-    sql = "SELECT * FROM job_finish(%s::uuid, 1, %s, 'w', NULL, NULL, NULL, NULL, 0)"
-    more, answers = in_threads(
+    sql, extra = bad_write
+    answers = behind_a_held_row(
+        held_row,
+        commits,
+        first,
+        lambda: transitions.mark_active(first, "w/0", via=commits),
         [
             lambda: transitions.mark_active(good, "w/1", via=commits),
-            lambda: commits.fetchone(sql, (bad, "cancelled")),  # refused by the database
+            lambda: commits.fetchone(sql, (bad, *extra)),
             lambda: transitions.mark_active(other, "w/2", via=commits),
-        ]
+        ],
     )
-    wait_for(lambda: commits._queue.qsize() == 3, what="three writes to queue behind the first")
-    held_row.release()
-    for thread in threads + more:
-        thread.join(timeout=10)
 
-    commits.close()
     assert answers[0].applied and answers[2].applied
-    assert isinstance(answers[1], peewee.DataError) and "can not move a job to cancelled" in str(answers[1])
+    assert isinstance(answers[1], error) and message in str(answers[1])
     assert statuses(jobs) == {first: "active", good: "active", bad: "pending", other: "active"}
 
 
@@ -97,32 +123,6 @@ def test_closing_stops_the_writer_after_its_writes_and_a_later_write_starts_anot
     assert statuses([first, second]) == {first: "active", second: "active"}
 
 
-def test_a_write_the_driver_refuses_fails_only_its_own_caller(jobs, held_row):
-    # psycopg2 refuses a string holding a NUL before sending anything (ValueError): the writes
-    # that share its transaction still commit.
-    commits = GroupCommit()
-    first, good, bad, other = jobs
-    held_row(first)
-    threads, _ = in_threads([lambda: transitions.mark_active(first, "w/0", via=commits)])
-    wait_for(waiting_on_locks(1), what="the first write to wait for the held row")
-    more, answers = in_threads(
-        [
-            lambda: transitions.mark_active(good, "w/1", via=commits),
-            lambda: commits.fetchone("SELECT * FROM job_start(%s::uuid, %s)", (bad, "w/\x00")),
-            lambda: transitions.mark_active(other, "w/2", via=commits),
-        ]
-    )
-    wait_for(lambda: commits._queue.qsize() == 3, what="three writes to queue behind the first")
-    held_row.release()
-    for thread in threads + more:
-        thread.join(timeout=10)
-
-    commits.close()
-    assert answers[0].applied and answers[2].applied
-    assert isinstance(answers[1], ValueError) and "NUL" in str(answers[1])
-    assert statuses(jobs) == {first: "active", good: "active", bad: "pending", other: "active"}
-
-
 def test_unstorable_output_shares_a_commit_with_other_ends_and_is_stored(jobs, held_row):
     # An error message and a stack holding NUL characters, a result with NaN: each end is stored
     # (made storable), and none of them fails the others of its transaction.
@@ -130,23 +130,19 @@ def test_unstorable_output_shares_a_commit_with_other_ends_and_is_stored(jobs, h
     first, *others = jobs
     for job_id in jobs:
         assert transitions.mark_active(job_id, "w/0").applied
-    held_row(first)
-    threads, _ = in_threads([lambda: transitions.mark_completed(first, 1, "w/0", {"ok": True}, via=commits)])
-    wait_for(waiting_on_locks(1), what="the first end to wait for the held row")
     nul = transitions.Failure("Boom", "bad\x00thing", "Traceback\x00 (most recent call last)")
-    more, answers = in_threads(
+    answers = behind_a_held_row(
+        held_row,
+        commits,
+        first,
+        lambda: transitions.mark_completed(first, 1, "w/0", {"ok": True}, via=commits),
         [
             lambda: transitions.mark_failed(others[0], 1, "w/0", nul, via=commits),
             lambda: transitions.mark_completed(others[1], 1, "w/0", {"score": float("nan")}, via=commits),
             lambda: transitions.mark_completed(others[2], 1, "w/0", ["a\x00b"], via=commits),
-        ]
+        ],
     )
-    wait_for(lambda: commits._queue.qsize() == 3, what="three ends to queue behind the first")
-    held_row.release()
-    for thread in threads + more:
-        thread.join(timeout=10)
 
-    commits.close()
     assert all(answer.applied for answer in answers.values())
     assert (commits.writes, commits.transactions) == (4, 2), "the three shared one transaction"
     failed = job_row(others[0])
@@ -166,23 +162,19 @@ def test_a_refused_end_that_waited_says_when_its_execution_ended_not_when_it_arr
     for job_id in (first, late):
         assert transitions.mark_active(job_id, "w/0").applied
     assert transitions.mark_retrying(late, 1, "w/0", transitions.Failure("E", "taken back", "")).applied
-    held_row(first)
-    threads, _ = in_threads([lambda: transitions.mark_completed(first, 1, "w/0", None, via=commits)])
-    wait_for(waiting_on_locks(1), what="the first end to wait for the held row")
     ended = clock()
-    more, answers = in_threads(
+    answers = behind_a_held_row(
+        held_row,
+        commits,
+        first,
+        lambda: transitions.mark_completed(first, 1, "w/0", None, via=commits),
         [
             lambda: transitions.mark_completed(
                 late, 1, "w/1", None, ended_ms_ago=transitions.Age(ended, clock), via=commits
             )
-        ]
+        ],
+        before_release=lambda: wait_for(lambda: clock() > ended + 1.0, what="the late end to have waited a second"),
     )
-    wait_for(lambda: commits._queue.qsize() == 1, what="the late end to queue behind the first")
-    wait_for(lambda: clock() > ended + 1.0, what="the late end to have waited a second")
-    held_row.release()
-    for thread in threads + more:
-        thread.join(timeout=10)
-    commits.close()
 
     assert answers[0].outcome == "rejected"
     refused_at, ended_at = database.execute_sql(
