@@ -174,9 +174,7 @@ class SendRecorder(Middleware):
 
 def _in_transaction() -> bool:
     """Whether this thread's connection is inside a transaction: one of Peewee's, or one begun by
-    hand (`execute_sql("BEGIN")`), which only the connection itself knows of."""
-    if database.in_transaction():
-        return True
+    hand (`execute_sql("BEGIN")`); the connection itself knows of both."""
     return not database.is_closed() and (
         database.connection().info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE
     )

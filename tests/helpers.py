@@ -35,6 +35,13 @@ def alive(*workers: str, lease_s: float = 600) -> None:
         transitions.heartbeat(worker.split("/")[0], "test", 0, lease_ms=int(lease_s * 1000), broker_id=None)
 
 
+def expire_lease(worker: str) -> None:
+    """As if the process of this worker id had been silent for its whole lease."""
+    database.execute_sql(
+        "UPDATE workers SET lease_expires_at = clock_timestamp() WHERE worker_id = %s", (worker.split("/")[0],)
+    )
+
+
 def waiting_on_locks(count: int, query: str = "") -> Callable[[], bool]:
     """A condition: `count` sessions of this database wait for a lock (running `query`, if given)."""
 

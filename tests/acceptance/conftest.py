@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from db.connection import database
 from tests.helpers import job_row
 
 HEARTBEAT_S, WINDOW_S, MARGIN_S = 0.25, 2.0, 0.5
@@ -57,3 +58,11 @@ def workers(redis_broker, tmp_path):
 def holder_pid(job_id: str) -> int:
     """The pid of the worker process running the job (worker_id is host:pid:boot/thread)."""
     return int(job_row(job_id)["worker_id"].split(":")[1])
+
+
+def worker_row(worker_process: str) -> dict:
+    row = database.execute_sql(
+        "SELECT heartbeat_at, lease_expires_at, broker_id FROM workers WHERE worker_id = %s", (worker_process,)
+    ).fetchone()
+    assert row is not None, f"worker {worker_process} never recorded a heartbeat"
+    return dict(zip(("heartbeat_at", "lease_expires_at", "broker_id"), row, strict=True))

@@ -16,7 +16,8 @@ from actors.broker import bind
 from db.audit import overlapping_executions
 from db.connection import database
 from jobs import service
-from tests.acceptance.conftest import HEARTBEAT_S, WITNESS, holder_pid
+from middleware.unacked import consumers
+from tests.acceptance.conftest import HEARTBEAT_S, WITNESS, holder_pid, worker_row
 from tests.helpers import all_terminal, events, job_row, wait_for
 from tests.support.proxy import Proxy
 from tests.support.witness import executions, overlaps, release, witnessed_job
@@ -43,14 +44,6 @@ def postgres_proxy():
 
 def through(proxy: Proxy, settings) -> dict[str, str]:
     return {"DATABASE_URL": proxy.url_for(settings.database_url)}
-
-
-def worker_row(worker_process: str) -> dict:
-    row = database.execute_sql(
-        "SELECT heartbeat_at, lease_expires_at, broker_id FROM workers WHERE worker_id = %s", (worker_process,)
-    ).fetchone()
-    assert row is not None, f"worker {worker_process} never recorded a heartbeat"
-    return dict(zip(("heartbeat_at", "lease_expires_at", "broker_id"), row, strict=True))
 
 
 def own_end(job_id: str, worker: str):
@@ -130,7 +123,7 @@ def test_worker_started_while_the_database_is_unreachable_runs_nothing_until_it_
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0], args={"delay_ms": 200})
     # The worker has taken the message and holds it: it can't record a start without a lease.
     wait_for(
-        lambda: any(job_id in acks(redis_broker, member) for member in _consumers(redis_broker)),
+        lambda: any(job_id in acks(redis_broker, member) for member in consumers(redis_broker)),
         what="the worker to take the message",
         timeout=30,
     )
@@ -234,7 +227,7 @@ def test_messages_held_by_a_worker_cut_off_since_it_booted_run_elsewhere(
     cut_off = workers(threads=2, env=through(postgres_proxy, settings))
     jobs = [service.send_job("test_job", user_id=tenants.acme.members[0]) for _ in range(3)]
     wait_for(
-        lambda: {job for member in _consumers(redis_broker) for job in acks(redis_broker, member)} >= set(jobs),
+        lambda: {job for member in consumers(redis_broker) for job in acks(redis_broker, member)} >= set(jobs),
         what="the cut-off worker to take every message",
         timeout=30,
     )
@@ -245,9 +238,3 @@ def test_messages_held_by_a_worker_cut_off_since_it_booted_run_elsewhere(
     for job_id in jobs:
         assert [e[0] for e in events(job_id)] == ["enqueued", "started", "completed"]
     assert cut_off.poll() is None
-
-
-def _consumers(redis_broker) -> list[str]:
-    from middleware.unacked import consumers
-
-    return consumers(redis_broker)

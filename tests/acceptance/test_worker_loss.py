@@ -8,17 +8,11 @@ import signal
 from db.connection import database
 from jobs import service
 from middleware.reaper import recover_lost_jobs
-from tests.acceptance.conftest import HEARTBEAT_S, WINDOW_S, holder_pid
+from tests.acceptance.conftest import HEARTBEAT_S, WINDOW_S, holder_pid, worker_row
 from tests.helpers import events, job_row, wait_for
 
 # A pass of the reaper may come late on a loaded machine; without leases it came minutes late.
 SLACK_S = 2.0
-
-
-def lease_expiry(worker_process: str):
-    return database.execute_sql(
-        "SELECT lease_expires_at FROM workers WHERE worker_id = %s", (worker_process,)
-    ).fetchone()[0]
 
 
 def test_job_of_a_killed_worker_completes_on_another_worker(workers, tenants):
@@ -33,7 +27,7 @@ def test_job_of_a_killed_worker_completes_on_another_worker(workers, tenants):
         "SELECT created_at FROM job_events WHERE job_id = %s::uuid AND event = 'worker_lost'", (job_id,)
     ).fetchone()[0]
     # Never before the victim's lease ran out; found by the next pass of the other's reaper.
-    expired = lease_expiry(holder)
+    expired = worker_row(holder)["lease_expires_at"]
     assert expired <= lost_at
     assert (lost_at - expired).total_seconds() <= HEARTBEAT_S + SLACK_S
 

@@ -14,7 +14,7 @@ from jobs import service
 from middleware import Maintenance
 from middleware.reconcile import broker_job_ids
 from tests.conftest import installed, running
-from tests.helpers import alive, job_row, wait_for
+from tests.helpers import alive, expire_lease, job_row, wait_for
 from tests.support.proxy import Proxy
 
 
@@ -41,15 +41,11 @@ def maintained():
 
 def lost_job(broker, tenants, worker: str) -> str:
     """A job that was running on `worker` (which took its message), whose lease has just run out."""
-    from db.connection import database
-
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
     broker.flush("default")
     alive(worker)
     assert transitions.mark_active(job_id, worker).applied
-    database.execute_sql(
-        "UPDATE workers SET lease_expires_at = clock_timestamp() WHERE worker_id = %s", (worker.split("/")[0],)
-    )
+    expire_lease(worker)
     return job_id
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from dramatiq import Message
 
-from db.connection import database
 from middleware.reaper import recover_lost_jobs
 from middleware.reconcile import reconcile
 from tests.conftest import running
-from tests.helpers import alive, job_row, wait_for
+from tests.helpers import alive, expire_lease, job_row, wait_for
 
 OPTIONS = {"max_retries": 7, "time_limit": 12_345, "min_backoff": 60_000, "max_backoff": 60_000}
 
@@ -64,7 +63,7 @@ def test_a_job_taken_back_from_a_lost_worker_is_sent_again_with_its_options(redi
     from db import transitions
 
     assert transitions.mark_active(message.message_id, "ghost:1:x/Thread-1").applied
-    database.execute_sql("UPDATE workers SET lease_expires_at = clock_timestamp() WHERE worker_id = 'ghost:1:x'")
+    expire_lease("ghost:1:x")
 
     assert [job.job_id for job in recover_lost_jobs(redis_broker, window_s=0, max_deliveries=3)] == [message.message_id]
     (again,) = messages_in(redis_broker, "default")

@@ -12,7 +12,7 @@ of one job crossing has found two executions at once.
 from __future__ import annotations
 
 import os
-import time
+import socket
 
 import dramatiq
 import redis
@@ -47,13 +47,14 @@ def witnessed_job(block_first_ms: int = 0, query_db: bool = False) -> dict:
     execution = f"{job.attempt}@{worker_id()}"
     client.rpush(key, f"{execution} {_now(client)}")
     if block_first_ms and job.attempt == 1:
-        time.sleep(block_first_ms / 1000)
+        blocked_in_a_system_call(block_first_ms / 1000)
     else:
         while not client.exists(f"{key}:release"):
             if query_db:
                 database.execute_sql("SELECT 1").fetchone()
             client.hset(f"{key}:seen", execution, _now(client))
-            time.sleep(STEP_S)
+            # Woken at once by `release`, or after one step to report again.
+            client.blpop([f"{key}:released"], timeout=STEP_S)
     client.hset(f"{key}:seen", execution, _now(client))
     return {"execution": execution}
 
@@ -63,6 +64,19 @@ def release(*job_ids: str) -> None:
     client = _client()
     for job_id in job_ids:
         client.set(f"{_key(job_id)}:release", 1)
+        client.rpush(f"{_key(job_id)}:released", 1)
+
+
+def blocked_in_a_system_call(seconds: float) -> None:
+    """Waits on a socket that never receives anything, as a job waiting on a silent peer does:
+    one system call, which no exception raised into the thread can interrupt."""
+    left, right = socket.socketpair()
+    with left, right:
+        left.settimeout(seconds)
+        try:
+            left.recv(1)
+        except TimeoutError:
+            pass
 
 
 def executions(job_id: str) -> list[tuple[str, float, float]]:

@@ -125,8 +125,8 @@ def test_a_job_that_will_not_stop_ends_its_process_before_the_lease_runs_out():
     # after it tried to stop the job, and before the lease runs out.
     ended, output = run_lease_script(
         """
-        import time
-        time.sleep(30)
+        from tests.support.witness import blocked_in_a_system_call
+        blocked_in_a_system_call(30)
         print("the job outlived its lease", flush=True)
         """
     )
@@ -161,11 +161,11 @@ def test_a_worker_idle_when_its_lease_lapses_lives_on():
     # renewal); then the heartbeats stop: with nothing running, nothing may end the process.
     ended, output = run_lease_script(
         """
-        import time
         lease.unwatch(stopped=False)
-        # Past the backstop's deadline (window - margin/4 = 1.8 s) and the end of the lease.
-        while clock() < lease.stop_at() + lease.margin_s:
-            time.sleep(0.05)
+        # Until past the backstop's deadline (window - margin/4 = 1.8 s) and the end of the lease.
+        end = lease.stop_at() + lease.margin_s
+        while clock() < end:
+            threading.Event().wait(end - clock())
         print("alive after the lease", flush=True)
         """
     )

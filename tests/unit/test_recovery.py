@@ -11,14 +11,7 @@ from jobs import service
 from middleware.reaper import recover_lost_jobs
 from middleware.settings import ConfigurationError, Settings
 from tests.conftest import UNREACHABLE_URL, running
-from tests.helpers import alive, events, job_row, wait_for
-
-
-def expire_lease(worker: str) -> None:
-    """As if the worker had been silent for its whole lease."""
-    database.execute_sql(
-        "UPDATE workers SET lease_expires_at = clock_timestamp() WHERE worker_id = %s", (worker.split("/")[0],)
-    )
+from tests.helpers import alive, events, expire_lease, job_row, wait_for
 
 
 def start(job_id: str, worker: str) -> None:
