@@ -1,4 +1,4 @@
-"""`jobs demo`: real worker processes run a mix of jobs while their statuses are shown live."""
+"""`jobctl demo`: real worker processes run a mix of jobs while their statuses are shown live."""
 
 from __future__ import annotations
 
@@ -88,7 +88,9 @@ def run_demo(settings: Settings, *, processes: int, threads: int, timeout: float
     index = [p.label for p in plan].index("fails twice, then works")
     retried = jobs[index]
     owner = tenants["organizations"][plan[index].org]["users"][1]
-    print(f"\nhistory of 'fails twice, then works', as its owner sees it (jobs show {retried} --as {owner['email']}):")
+    print(
+        f"\nhistory of 'fails twice, then works', as its owner sees it (jobctl show {retried} --as {owner['email']}):"
+    )
     for event in service.job_history(retried, as_user=owner["id"]):
         change = f"{event['from_status'] or ''} -> {event['to_status']}" if event["to_status"] else ""
         print(f"  {event['created_at']:%H:%M:%S.%f}  {event['event']:<16} {change:<22} attempt {event['attempt']}")

@@ -24,7 +24,7 @@ class Settings:
 
     #: DATABASE_URL: what workers and services log in as: the jobs_worker role (0006_tenant_isolation.sql).
     database_url: str = "postgresql://jobs_worker@127.0.0.1:5432/jobs"
-    #: ADMIN_DATABASE_URL: an administrator of the same database, for `jobs migrate` and `jobs seed`.
+    #: ADMIN_DATABASE_URL: an administrator of the same database, for `jobctl migrate` and `jobctl seed`.
     admin_database_url: str = "postgresql://postgres@127.0.0.1:5432/jobs"
     redis_url: str = "redis://127.0.0.1:6379/0"
     #: JOBS_NAMESPACE: prefix of every Redis key, so that several deployments share a server.

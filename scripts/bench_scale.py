@@ -3,7 +3,7 @@
 job_status is filled by SQL (not through the queue) to each size in turn, spread evenly over 100
 organizations of 10 users each, with the status mix of a system that has run for a while and
 two events per job. At each size: the send rate (single sends and batches), and the latency of
-`show` (service.show_job, as `jobs show --as` calls it) and of `list` (the newest 50), as users
+`show` (service.show_job, as `jobctl show --as` calls it) and of `list` (the newest 50), as users
 see them through db.scope.as_user and row-level security, exactly as services call them.
 """
 

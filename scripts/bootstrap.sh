@@ -35,4 +35,4 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -e '.[test]'
-"$VENV/bin/jobs" migrate
+"$VENV/bin/jobctl" migrate

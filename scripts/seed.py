@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Creates the fixture organizations, users and courses (idempotently) and prints their ids.
 
-Usage: scripts/seed.py [--json]   (the same as `jobs seed`)
+Usage: scripts/seed.py [--json]   (the same as `jobctl seed`)
 """
 
 import sys

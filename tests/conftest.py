@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -14,7 +15,10 @@ from urllib.parse import urlparse, urlunparse
 import psycopg2
 import pytest
 
+# The servers the suite uses (README, "Tests"): an administrator of a PostgreSQL server, and a
+# Redis server. Every run makes its own databases and namespaces on them, so two runs can share them.
 ADMIN_URL = os.environ.get("TEST_DATABASE_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _database_url(database: str, user: str | None = None) -> str:
@@ -27,12 +31,17 @@ def _database_url(database: str, user: str | None = None) -> str:
 
 def pytest_configure(config: pytest.Config) -> None:
     # Before `actors` is imported anywhere: it reads its settings from the environment.
-    worker = getattr(config, "workerinput", {}).get("workerid", "main")
-    os.environ["ADMIN_DATABASE_URL"] = _database_url(f"jobs_test_{worker}")
+    worker_input = getattr(config, "workerinput", {})
+    worker = worker_input.get("workerid", "main")
+    # One name per run (xdist gives its workers the run's id), so that runs sharing a server
+    # don't drop each other's databases or read each other's queues.
+    run = worker_input.get("testrunuid", uuid.uuid4().hex)[:8]
+    name = f"jobs_test_{run}_{worker}"
+    os.environ["ADMIN_DATABASE_URL"] = _database_url(name)
     # The system under test logs in as in production: as jobs_worker, under row-level security.
-    os.environ["DATABASE_URL"] = _database_url(f"jobs_test_{worker}", user="jobs_worker")
-    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
-    os.environ["JOBS_NAMESPACE"] = f"jobs-test-{worker}"
+    os.environ["DATABASE_URL"] = _database_url(name, user="jobs_worker")
+    os.environ["REDIS_URL"] = REDIS_URL
+    os.environ["JOBS_NAMESPACE"] = name.replace("_", "-")
     os.environ["JOBS_MIN_BACKOFF_MS"] = "10"
     os.environ["JOBS_MAX_BACKOFF_MS"] = "50"
     os.environ["JOBS_SEND_DEADLINE_S"] = "0.5"

@@ -47,7 +47,7 @@ def test_job_that_kills_its_worker_every_time_fails_after_the_delivery_limit(
     for delivery in (1, 2):
         process = workers(env={"JOBS_MAX_DELIVERIES": "2"})
         assert process.wait(timeout=30) != 0, f"delivery {delivery} killed its worker"
-    # The second worker died too: nobody is left to reap, so do it here, as `jobs reap` would.
+    # The second worker died too: nobody is left to reap, so do it here, as `jobctl reap` would.
     wait_for(
         lambda: recover_lost_jobs(redis_broker, window_s=WINDOW_S, max_deliveries=2),
         what="the job of the dead workers to be reaped",

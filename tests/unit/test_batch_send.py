@@ -4,8 +4,6 @@ with the guarantees of a single send for the batch as a whole."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -14,6 +12,7 @@ from jobs import service
 from jobs.errors import InvalidArguments, JobNotRecorded, UnknownCourse, UnknownJobType, UnknownUser
 from tests.conftest import UNREACHABLE_URL
 from tests.helpers import count, events, job_row, statuses
+from tests.support.cli import jobctl
 
 
 @pytest.fixture
@@ -106,14 +105,8 @@ def test_delayed_batch_waits_then_runs_without_a_second_write(tenants, stub_brok
     assert pending_writes == ["jobs_enqueued"], "the batch's publish wrote its rows again"
 
 
-def test_jobs_send_count_sends_one_batch(tenants):
-    command = [sys.executable, "-c", "from jobs.cli import main; raise SystemExit(main())"]
-    sent = subprocess.run(
-        [*command, "--log-level", "INFO", "send", "test_job", "--as", "bob@acme.example", "--count", "3", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def test_jobctl_send_count_sends_one_batch(tenants):
+    sent = jobctl("--log-level", "INFO", "send", "test_job", "--as", "bob@acme.example", "--count", "3", "--json")
     assert sent.returncode == 0, sent.stderr
     ids = json.loads(sent.stdout)
     assert statuses(ids) == dict.fromkeys(ids, "pending")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import peewee
 import psycopg2.errors
@@ -15,6 +13,7 @@ from db.connection import database
 from jobs import service
 from jobs.errors import JobNotFound, PermissionDenied, UnknownUser
 from tests.helpers import events, job_row
+from tests.support.cli import jobctl
 
 TENANT_TABLES = ("organizations", "users", "courses", "course_modules", "job_status", "job_events")
 
@@ -224,24 +223,19 @@ def test_unknown_user_is_a_clear_error_for_every_user_path(tenants, jobs):
     assert job_row(job_id)["status"] == "pending"
 
 
-def jobs_command(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-c", "from jobs.cli import main; raise SystemExit(main())", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60)
-
-
-def test_jobs_show_and_list_as_a_user(tenants, jobs):
+def test_jobctl_show_and_list_as_a_user(tenants, jobs):
     alice, bob = tenants.acme.members
     bobs_job = jobs[bob][0]
 
-    listed = jobs_command("list", "--as", "alice@acme.example", "--json")
+    listed = jobctl("list", "--as", "alice@acme.example", "--json")
     assert listed.returncode == 0, listed.stderr
     assert {job["job_id"] for job in json.loads(listed.stdout)} == set(jobs[alice])
-    hidden = jobs_command("show", bobs_job, "--as", "alice@acme.example")
+    hidden = jobctl("show", bobs_job, "--as", "alice@acme.example")
     assert (hidden.returncode, hidden.stderr.strip()) == (2, f"error: no job with id {bobs_job}")
-    shown = jobs_command("show", bobs_job, "--as", "admin@acme.example", "--json")
+    shown = jobctl("show", bobs_job, "--as", "admin@acme.example", "--json")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["job"]["status"] == "pending"
-    stranger = jobs_command("list", "--as", "nobody@acme.example")
+    stranger = jobctl("list", "--as", "nobody@acme.example")
     assert (stranger.returncode, stranger.stderr.strip()) == (2, "error: no user with email nobody@acme.example")
 
 

@@ -1,0 +1,64 @@
+"""The `jobctl` command: migrate, seed, send, cancel, retry, show, list, workers, stats, worker, demo.
+
+Each group of subcommands lives in its own module and adds itself to the parser (`register`);
+this module maps every error to one line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import peewee
+
+from middleware.log_format import configure_logging
+from middleware.settings import Settings
+
+from ..errors import DatabaseUnavailable, JobError
+from . import admin, reading, sending
+from .common import EXIT_ERROR, EXIT_USAGE, Failure
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"]:
+        # Everything after `worker` belongs to dramatiq, flags included.
+        admin.exec_worker(argv[1:])
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        configure_logging(settings.log_format if args.command == "demo" else "console", args.log_level)
+        return args.run(args, settings) or 0
+    except BrokenPipeError:
+        return _closed_stdout()
+    except Failure as failure:
+        print(f"error: {failure}", file=sys.stderr)
+        return failure.exit_code
+    except (peewee.OperationalError, DatabaseUnavailable) as error:
+        print(f"error: database unreachable: {str(error).strip()}", file=sys.stderr)
+        return EXIT_ERROR
+    except (JobError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _closed_stdout() -> int:
+    """`jobctl list | head`: the reader went away. Point stdout at /dev/null, so that the
+    interpreter's own flush at exit doesn't raise again, and end quietly, as `cat` does."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141  # 128 + SIGPIPE, the shell's code for a writer whose reader left
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jobctl", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default=os.environ.get("JOBS_LOG_LEVEL", "ERROR"))
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (admin, sending, reading):
+        module.register(commands)
+    return parser

@@ -1,0 +1,103 @@
+"""Setting up and running: migrate, seed, worker, demo, and the recovery passes by hand."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from middleware.settings import Settings
+
+from .common import connect, print_json
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser("migrate", help="create the database if needed and apply new migrations")
+    command.set_defaults(run=_migrate)
+
+    command = commands.add_parser("seed", help="create the fixture organizations, users and courses")
+    command.add_argument("--json", action="store_true")
+    command.set_defaults(run=_seed)
+
+    command = commands.add_parser("reap", help="take back the jobs of lost workers now (workers also do it)")
+    command.add_argument("--json", action="store_true")
+    command.set_defaults(run=_reap)
+
+    command = commands.add_parser("reconcile", help="publish again waiting jobs whose messages Redis lost")
+    command.add_argument(
+        "--grace-s", type=float, help="leave jobs touched this recently (default: the recovery window)"
+    )
+    command.add_argument("--json", action="store_true")
+    command.set_defaults(run=_reconcile)
+
+    commands.add_parser("worker", help="run workers: the same as `dramatiq actors` (flags are passed on)")
+
+    command = commands.add_parser("demo", help="start workers, send a mix of jobs, show their statuses live")
+    command.add_argument("--processes", type=int, default=2)
+    command.add_argument("--threads", type=int, default=4)
+    command.add_argument("--timeout", type=float, default=120.0)
+    command.set_defaults(run=_demo)
+
+
+def exec_worker(dramatiq_args: list[str]) -> None:
+    os.execv(sys.executable, [sys.executable, "-m", "dramatiq", "actors", *dramatiq_args])
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    import db
+
+    applied = db.migrate(settings.admin_database_url)
+    print("applied: " + ", ".join(applied) if applied else "the schema is up to date")
+    return 0
+
+
+def _seed(args: argparse.Namespace, settings: Settings) -> int:
+    from db.fixtures import seed
+
+    connect(settings)
+    ids = seed(settings.admin_database_url)
+    if args.json:
+        print_json(ids)
+        return 0
+    for org in ids["organizations"]:
+        print(f"{org['name']}  {org['id']}")
+        for user in org["users"]:
+            print(f"  {user['role']:<7} {user['email']:<22} {user['id']}")
+        for course in org["courses"]:
+            print(f"  course  {course['title']:<22} {course['id']}")
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from ..demo import run_demo
+
+    return run_demo(settings, processes=args.processes, threads=args.threads, timeout=args.timeout)
+
+
+def _reap(args: argparse.Namespace, settings: Settings) -> int:
+    from actors import broker
+    from middleware.reaper import recover_lost_jobs
+
+    reaped = recover_lost_jobs(broker, window_s=settings.recovery_window_s, max_deliveries=settings.max_deliveries)
+    if args.json:
+        print_json([job.__dict__ for job in reaped])
+    else:
+        for job in reaped:
+            print(f"{job.job_id}  {job.job_type:<11} -> {job.outcome}")
+        print(f"{len(reaped)} job(s) of lost workers taken back")
+    return 0
+
+
+def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from actors import broker
+    from middleware.reconcile import reconcile
+
+    grace_s = settings.recovery_window_s if args.grace_s is None else args.grace_s
+    sent = reconcile(broker, grace_s=grace_s)
+    if args.json:
+        print_json([job.job_id for job in sent])
+    else:
+        for job in sent:
+            print(f"{job.job_id}  {job.job_type:<11} {job.outcome}: published again")
+        print(f"{len(sent)} waiting job(s) were missing from the broker")
+    return 0
