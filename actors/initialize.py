@@ -27,6 +27,7 @@ def validate(course_id: str) -> None:
 
 @dramatiq.actor(validate=validate, throws=(CourseMissing,))
 def initialize(course_id: str) -> dict:
+    """Creates a course's starting modules and marks it initialized (once, however often it runs)."""
     # One transaction: a retry after a failure half-way starts from a clean course, and a
     # redelivery after success finds it initialized and does nothing.
     with database.atomic():

@@ -41,6 +41,7 @@ def test_job(
     check_cancellation: bool = False,
     kill_worker: bool = False,
 ) -> dict:
+    """Waits delay_ms, reporting progress; fails, or kills its worker, when asked (demos, tests)."""
     job = current_job()
     if kill_worker:
         # As a job that runs its worker out of memory would: no hook, no cleanup.

@@ -88,6 +88,8 @@ class JobStatus(Base):
     worker_id = peewee.TextField(null=True)
     lost_deliveries = peewee.IntegerField()
     worker_process = peewee.TextField(null=True)
+    idempotency_key = peewee.TextField(null=True)
+    retry_of = peewee.UUIDField(null=True)
 
     class Meta:
         table_name = "job_status"

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import peewee
+import psycopg2
 import psycopg2.extensions
 
 from . import storable
@@ -95,14 +96,27 @@ class Pending:
     kwargs: dict[str, Any]
     #: The message's options (retries, time_limit, ...), kept so that a re-sent job is the same job.
     options: dict[str, Any]
+    #: The sender's idempotency key: unique per user, a second send with it is the first job.
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a send was recorded as."""
+
+    #: The job the send stands for: itself, or the user's earlier job with the same key.
+    job_id: str
+    #: Whether its row was written now (False: recorded before, by this send or the keyed one).
+    created: bool
 
 
 def record_enqueued_many(
     *, job_type: str, queue: str, max_attempts: int, delay_ms: int | None, jobs: list[Pending]
-) -> int:
+) -> list[Recorded]:
     """Inserts the pending rows and events of jobs (one, or a whole batch) in one statement, so
     one round trip and one transaction: all are committed, or none (an unknown user or course
-    refuses them all). Returns how many were new; a job whose row exists already is left as it is."""
+    refuses them all). Returns what each was recorded as, in order: a job whose row exists
+    already, or whose key its user has used before, is left as it is."""
     for job in jobs:
         if parse_uuid(job.user_id) is None:
             raise UnknownUser(job.user_id)
@@ -111,22 +125,27 @@ def record_enqueued_many(
     payload = json.dumps(
         [
             {
+                "n": n,
                 "job_id": j.job_id,
                 "user_id": j.user_id,
                 "course_id": j.course_id,
                 "args": j.args,
                 "kwargs": j.kwargs,
                 "options": j.options,
+                "key": j.key,
             }
-            for j in jobs
+            for n, j in enumerate(jobs)
         ]
     )
     try:
         rows = database.execute_sql(
-            "SELECT job_enqueue(j.job_id, %s, %s, j.user_id, j.course_id, j.args, j.kwargs, j.options, %s, %s)"
-            " FROM jsonb_to_recordset(%s::jsonb)"
-            " AS j(job_id uuid, user_id uuid, course_id uuid, args jsonb, kwargs jsonb, options jsonb)",
-            (job_type, queue, max_attempts, delay_ms, payload),
+            "SELECT s.created, s.job_id FROM jsonb_to_recordset(%s::jsonb)"
+            " AS j(n integer, job_id uuid, user_id uuid, course_id uuid, args jsonb, kwargs jsonb, options jsonb,"
+            " key text),"
+            " LATERAL job_send(j.job_id, %s, %s, j.user_id, j.course_id, j.args, j.kwargs, j.options, %s, %s,"
+            " j.key, NULL, NULL) s"
+            " ORDER BY j.n",
+            (payload, job_type, queue, max_attempts, delay_ms),
         ).fetchall()
     except peewee.DatabaseError as error:
         code = pgcode(error)
@@ -136,7 +155,7 @@ def record_enqueued_many(
             course = _refused(error, jobs, lambda j: j.course_id)
             raise UnknownCourse(course, next(j.user_id for j in jobs if j.course_id == course)) from None
         raise
-    return sum(1 for (created,) in rows if created)
+    return [Recorded(str(job_id), created) for created, job_id in rows]
 
 
 def _refused(error: BaseException, jobs: list[Pending], key: Callable[[Pending], str | None]) -> str:
@@ -270,6 +289,49 @@ def cancel(job_id: str, reason: str | None) -> Outcome:
     (db.scope.as_user), if they own the job or are an admin of its organization; the outcome
     says why not otherwise ('forbidden', 'finished', 'missing' for another organization's job...)."""
     return _outcome("SELECT * FROM job_cancel_request(%s::uuid, %s)", (job_id, reason))
+
+
+def cancel_by_operator(admin_url: str, job_id: str, operator: str, reason: str | None) -> Outcome:
+    """pending|retrying|active -> cancelled, by an operator (recorded with their name). It runs
+    on a connection of its own as an administrator (`admin_url`): the roles of workers and users
+    can't call it."""
+    conn = psycopg2.connect(admin_url, connect_timeout=5)
+    try:
+        with conn, conn.cursor() as cursor:
+            cursor.execute("SELECT * FROM job_cancel_by_operator(%s::uuid, %s, %s)", (job_id, operator, reason))
+            return Outcome(*cursor.fetchone())
+    finally:
+        conn.close()
+
+
+@dataclass(frozen=True)
+class Retry:
+    #: 'retried', 'already_retried', 'forbidden', 'not_retryable' or 'missing'.
+    outcome: str
+    #: The retried job's status.
+    status: str | None
+    #: The retry: the new job, or the one made before.
+    job_id: str | None
+    #: What the new job was recorded with ('retried' only): publish exactly this.
+    job_type: str | None = None
+    user_id: str | None = None
+    course_id: str | None = None
+    args: list[Any] | None = None
+    kwargs: dict[str, Any] | None = None
+    options: dict[str, Any] | None = None
+
+
+def retry(job_id: str, new_job_id: str) -> Retry:
+    """Records `new_job_id` as the retry of a failed or cancelled job, on behalf of the user of
+    the current scope (db.scope.as_user), who must own it or be an admin of its organization:
+    its pending row and a 'retried' event on the old job, in one transaction."""
+    row = database.execute_sql("SELECT * FROM job_retry_request(%s::uuid, %s::uuid)", (job_id, new_job_id)).fetchone()
+    outcome, status, retry_id, job_type, user_id, course_id, args, kwargs, options = row
+    return Retry(outcome, status, _text(retry_id), job_type, _text(user_id), _text(course_id), args, kwargs, options)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def mark_stopped(

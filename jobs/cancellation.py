@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from dramatiq_abort import abort
@@ -46,6 +47,26 @@ def cancel_job(job_id: object, requested_by: object, reason: str | None = None) 
     bound.info("cancel_requested", reason=reason)
     with as_user(requested_by):
         outcome = transitions.cancel(str(key), reason)
+    return _settled(outcome, bound, job_id, requested_by)
+
+
+def cancel_job_as_operator(job_id: object, operator: str, reason: str | None = None, *, admin_url: str) -> Cancellation:
+    """Cancels a job as an operator (platform staff, not a user of its organization): the same
+    change and interruption as cancel_job, recorded with the operator's name in its event. It
+    runs as an administrator of the database (`admin_url`): workers and users can't. Raises
+    JobNotFound or JobAlreadyFinished."""
+    key = parse_uuid(job_id)
+    if key is None:
+        raise JobNotFound(job_id)
+    bound = log.bind(job_id=str(key), operator=operator, write="awaited")
+    bound.info("cancel_requested", reason=reason)
+    outcome = transitions.cancel_by_operator(admin_url, str(key), operator, reason)
+    return _settled(outcome, bound, job_id, operator)
+
+
+def _settled(outcome: transitions.Outcome, bound: Any, job_id: object, requested_by: object) -> Cancellation:
+    """The answer to a cancel request, logged; a running job's worker is told to interrupt it."""
+    key = str(parse_uuid(job_id))
     bound = bound.bind(previous=outcome.previous, outcome=outcome.outcome)
     if outcome.outcome == "missing":
         bound.warning("cancel_refused", why="no such job")
@@ -58,11 +79,11 @@ def cancel_job(job_id: object, requested_by: object, reason: str | None = None) 
         raise JobAlreadyFinished(job_id, outcome.status)
     if outcome.outcome == "already_cancelled":
         bound.info("cancel_repeated")
-        return Cancellation(str(key), "already_cancelled", outcome.previous, interrupting=False)
+        return Cancellation(key, "already_cancelled", outcome.previous, interrupting=False)
     interrupting = outcome.previous == "active"
     if interrupting:
         # The row already says cancelled, so this only stops the work sooner: if the abort is
         # lost or expires, the attempt's end is refused and no later delivery runs.
-        abort(str(key), mode=AbortMode.ABORT)
+        abort(key, mode=AbortMode.ABORT)
     bound.info("cancel_granted", interrupting=interrupting)
-    return Cancellation(str(key), "cancelled", outcome.previous, interrupting)
+    return Cancellation(key, "cancelled", outcome.previous, interrupting)

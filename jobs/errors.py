@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from db.errors import DatabaseUnavailable, JobError, MigrationChanged, UnknownCourse, UnknownUser
 from middleware.errors import (
+    AlreadySent,
     InvalidArguments,
+    JobNotPublished,
     JobNotRecorded,
     JobRejected,
     JobStartNotRecorded,
@@ -17,12 +19,15 @@ from middleware.errors import (
 )
 
 __all__ = [
+    "AlreadySent",
     "DatabaseUnavailable",
     "InvalidArguments",
     "JobAlreadyFinished",
     "JobError",
     "JobNotFound",
+    "JobNotPublished",
     "JobNotRecorded",
+    "JobNotRetryable",
     "JobRejected",
     "JobStartNotRecorded",
     "MigrationChanged",
@@ -46,10 +51,15 @@ class JobNotFound(JobError):
 
 
 class PermissionDenied(JobError):
-    def __init__(self, user_id: object, job_id: object) -> None:
+    def __init__(self, user_id: object, job_id: object, action: str = "cancel") -> None:
         super().__init__(
-            f"user {user_id} may not cancel job {job_id}: only its owner or an admin of its organization may"
+            f"user {user_id} may not {action} job {job_id}: only its owner or an admin of its organization may"
         )
+
+
+class JobNotRetryable(JobError):
+    def __init__(self, job_id: object, status: str) -> None:
+        super().__init__(f"job {job_id} is {status}: only a failed or cancelled job can be retried")
 
 
 class JobAlreadyFinished(JobError):

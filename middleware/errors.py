@@ -50,6 +50,39 @@ class SendInTransaction(JobRejected):
         )
 
 
+class AlreadySent(JobError, MiddlewareError):
+    """The send's idempotency key names a job its user sent before: that job stands for this
+    send, which wrote and published nothing. jobs.service returns the first job's id instead."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"a job with this key was sent before: {job_id}")
+        self.job_id = job_id
+
+
+class JobNotPublished(JobError):
+    """The jobs are recorded (their pending rows are committed) but the broker could not take
+    their messages: they will be sent when it is back (reconcile, in every worker, publishes
+    waiting jobs that the broker lacks). Sending them again would make second jobs; a send with
+    an idempotency key can safely be repeated instead.
+
+    Attributes:
+      job_ids(list[str]): the jobs recorded and maybe not published, in the order sent.
+    """
+
+    def __init__(self, job_ids: list[str], cause: BaseException) -> None:
+        which = f"job {job_ids[0]} is" if len(job_ids) == 1 else f"{len(job_ids)} jobs ({job_ids[0]} ...) are"
+        it = "it" if len(job_ids) == 1 else "they"
+        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        super().__init__(
+            f"{which} recorded but the broker is unreachable ({reason}): {it} will be sent when the broker is back"
+        )
+        self.job_ids = job_ids
+
+    @property
+    def job_id(self) -> str:
+        return self.job_ids[0]
+
+
 class JobStartNotRecorded(MiddlewareError, Retry):
     """The start of a job could not be recorded, so the job did not run; its message is handed back.
 

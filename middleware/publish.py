@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from uuid import uuid4
 
+import redis
+import structlog
 from dramatiq import Broker, Message
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis, dq_name
+from dramatiq.errors import BrokerError
+
+from .errors import JobNotPublished
+
+log = structlog.get_logger(__name__)
+
+#: What a broker raises when it can't take a message (an ordinary exception: our hooks raise
+#: MiddlewareErrors, so one of these comes from the publish itself, after the rows were written).
+BROKER_ERRORS = (redis.RedisError, BrokerError, OSError)
 
 # What RedisBroker.enqueue uses, that a pipelined publish needs too (dramatiq 2.x internals).
 _REDIS_INTERNALS = ("scripts", "broker_id", "namespace", "heartbeat_timeout", "dead_message_ttl")
@@ -47,6 +60,25 @@ def publish_many(broker: Broker, messages: list[Message], delay: int | None) -> 
     pipeline.execute()
     for message in prepared:
         broker.emit_after("enqueue", message, delay)
+
+
+@contextmanager
+def recorded_before(job_ids: list[str]) -> Iterator[None]:
+    """Around the publish of jobs whose rows are committed (by the send hook, or a batch's
+    record): a broker that can't take them raises JobNotPublished, which says they are recorded
+    and will be sent when the broker is back, and carries their ids."""
+    try:
+        yield
+    except BROKER_ERRORS as error:
+        # A warning: the caller gets the error and decides; the jobs themselves are safe.
+        log.warning(
+            "publish_failed",
+            job_id=job_ids[0],
+            count=len(job_ids),
+            error=str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__,
+            outcome="recorded, will be published by reconcile",
+        )
+        raise JobNotPublished(job_ids, error) from error
 
 
 def _pipelinable(broker: Broker) -> bool:

@@ -13,6 +13,7 @@ from db.connection import database, reconnecting
 from db.errors import DatabaseUnavailable, UnknownCourse, UnknownUser
 
 from .errors import (
+    AlreadySent,
     InvalidArguments,
     JobNotRecorded,
     MissingOwner,
@@ -24,6 +25,9 @@ from .options import OWNER, RECORDED, RECORDED_IN_BATCH, durable
 from .retry_policy import max_attempts
 
 log = structlog.get_logger(__name__)
+
+#: The longest idempotency key (job_status_key_check in 0010_sends.sql).
+MAX_KEY_LENGTH = 200
 
 
 class SendRecorder(Middleware):
@@ -57,8 +61,8 @@ class SendRecorder(Middleware):
             if delay is not None:
                 self._reschedule(message, delay)
             return
-        created = self._record_pending(broker, [message], delay)
-        message.options[RECORDED] = True
+        (recorded,) = self._record_pending(broker, [message], delay)
+        first_with_key = recorded.job_id != message.message_id
         log.info(
             "job_enqueued",
             job_id=message.message_id,
@@ -66,17 +70,27 @@ class SendRecorder(Middleware):
             attempt=0,
             write="awaited",
             transition="-> pending",
-            outcome="applied" if created else "exists",
+            outcome="key_used" if first_with_key else "applied" if recorded.created else "exists",
             delay_ms=delay,
+            **({"first_job_id": recorded.job_id} if first_with_key else {}),
         )
+        if first_with_key:
+            raise AlreadySent(recorded.job_id)
+        message.options[RECORDED] = True
 
-    def record_batch(self, broker: Broker, messages: list[Message], delay: int | None) -> None:
+    def record_batch(self, broker: Broker, messages: list[Message], delay: int | None) -> list[str]:
         """Commits the pending rows of messages of one actor in one round trip, before any of them
         is published (send_jobs then enqueues them); raises JobRejected, writing nothing, if any
-        of them can't be recorded."""
+        of them can't be recorded. Returns the job each message stands for, in order: its own id,
+        or the user's earlier job with the same key (that message must not be published)."""
         if not messages:
-            return
-        created = self._record_pending(broker, messages, delay)
+            return []
+        owners = [m.options.get(OWNER) or {} for m in messages]
+        repeated = _first_repeated([(o.get("user_id"), o["key"]) for o in owners if o.get("key") is not None])
+        if repeated is not None:
+            raise InvalidArguments(messages[0].actor_name, f"the key {repeated[1]!r} is given to two jobs of the batch")
+        recorded = self._record_pending(broker, messages, delay)
+        created = sum(r.created for r in recorded)
         for message in messages:
             message.options[RECORDED] = True
             message.options[RECORDED_IN_BATCH] = True
@@ -91,10 +105,11 @@ class SendRecorder(Middleware):
             delay_ms=delay,
             job_ids=[message.message_id for message in messages],
         )
+        return [r.job_id for r in recorded]
 
-    def _record_pending(self, broker: Broker, messages: list[Message], delay: int | None) -> int:
+    def _record_pending(self, broker: Broker, messages: list[Message], delay: int | None) -> list[transitions.Recorded]:
         """Writes the pending rows of messages of one actor in one statement, retrying an
-        unreachable database until the send deadline; returns how many were new. Raises a
+        unreachable database until the send deadline; returns what each was recorded as. Raises a
         JobRejected error, so that nothing is published, when it can't write them all."""
         if _in_transaction():
             raise SendInTransaction()
@@ -116,10 +131,11 @@ class SendRecorder(Middleware):
                     list(message.args),
                     message.kwargs,
                     options,
+                    _key(message.actor_name, owner.get("key")),
                 )
             )
 
-        def insert() -> int:
+        def insert() -> list[transitions.Recorded]:
             return transitions.record_enqueued_many(
                 job_type=first.actor_name,
                 queue=first.queue_name,
@@ -170,6 +186,25 @@ class SendRecorder(Middleware):
             delay_ms=delay,
             outcome="applied" if moved else "not_waiting",
         )
+
+
+def _key(job_type: str, key: object) -> str | None:
+    if key is None:
+        return None
+    if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY_LENGTH:
+        raise InvalidArguments(job_type, f"a key must be a string of 1 to {MAX_KEY_LENGTH} characters")
+    if "\x00" in key:
+        raise InvalidArguments(job_type, "a key can't contain a NUL character")
+    return key
+
+
+def _first_repeated(pairs: list[tuple[object, object]]) -> tuple[object, object] | None:
+    seen = set()
+    for pair in pairs:
+        if pair in seen:
+            return pair
+        seen.add(pair)
+    return None
 
 
 def _in_transaction() -> bool:

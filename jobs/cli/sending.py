@@ -1,35 +1,82 @@
-"""Changing jobs on behalf of a user: send, cancel."""
+"""Changing jobs: send, cancel, retry."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import inspect
 import json
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from middleware.settings import Settings
 
-from ..errors import UnknownJobType
-from .common import UsageError, print_json, resolve_user
+from ..errors import JobNotPublished, PermissionDenied, UnknownJobType
+from .common import EXIT_ERROR, Failure, UsageError, print_json, resolve_user
 
 # Jobs whose pending rows `jobctl send --count N` writes in one round trip (each batch all or none).
 SEND_BATCH = 1_000
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    command = commands.add_parser("send", help="send a job on behalf of a user")
-    command.add_argument("job_type")
+    command = commands.add_parser(
+        "send",
+        help="send a job on behalf of a user",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    command.add_argument("job_type", help="one of the job types listed below")
     command.add_argument("--as", dest="user", required=True, help="user id or email")
     command.add_argument("--args", default="{}", help="the job's arguments, as a JSON object")
     command.add_argument("--delay-ms", type=int)
-    command.add_argument("--count", type=int, default=1)
+    command.add_argument("--count", type=int, default=1, help="send N jobs (in batches of 1,000, each all or none)")
+    command.add_argument(
+        "--key",
+        help="idempotency key: a second send with the same key (for the same user) sends nothing and prints the "
+        "first job's id; with --count N, the jobs get KEY/1 ... KEY/N",
+    )
     command.add_argument("--json", action="store_true")
     command.set_defaults(run=_send)
+    # The job types are listed from the actors themselves, which only `send --help` needs to import.
+    command.format_help = types.MethodType(_send_help, command)
 
-    command = commands.add_parser("cancel", help="cancel a job on behalf of its owner or an org admin")
+    command = commands.add_parser(
+        "cancel", help="cancel a job on behalf of its owner or an org admin, or as an operator"
+    )
     command.add_argument("job_id")
-    command.add_argument("--as", dest="user", required=True, help="user id or email")
+    who = command.add_mutually_exclusive_group(required=True)
+    who.add_argument("--as", dest="user", help="user id or email: the job's owner or an admin of its organization")
+    who.add_argument(
+        "--operator",
+        nargs="?",
+        const=getpass.getuser(),
+        metavar="NAME",
+        help="cancel as platform staff (default name: your login); runs as ADMIN_DATABASE_URL's administrator",
+    )
     command.add_argument("--reason")
     command.add_argument("--json", action="store_true")
     command.set_defaults(run=_cancel)
+
+    command = commands.add_parser("retry", help="send a failed or cancelled job again, as a new job linked to it")
+    command.add_argument("job_id")
+    command.add_argument("--as", dest="user", required=True, help="user id or email: its owner or an org admin")
+    command.add_argument("--json", action="store_true")
+    command.set_defaults(run=_retry)
+
+
+def _send_help(parser: argparse.ArgumentParser) -> str:
+    from actors import JOB_TYPES
+
+    lines = ["job types and their arguments (--args '{\"name\": value}'):"]
+    for name, actor in sorted(JOB_TYPES.items()):
+        doc = (inspect.getdoc(actor.fn) or "").splitlines()
+        lines.append(f"  {name}" + (f"  {doc[0]}" if doc else ""))
+        for parameter in inspect.signature(actor.fn).parameters.values():
+            kind = getattr(parameter.annotation, "__name__", parameter.annotation)
+            default = "required" if parameter.default is inspect.Parameter.empty else f"default {parameter.default!r}"
+            lines.append(f"      {parameter.name}: {kind} ({default})")
+    parser.epilog = "\n".join(lines)
+    return argparse.ArgumentParser.format_help(parser)
 
 
 def _send(args: argparse.Namespace, settings: Settings) -> int:
@@ -46,14 +93,19 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
     if args.job_type not in JOB_TYPES:
         raise UnknownJobType(args.job_type, list(JOB_TYPES))
     user = resolve_user(args.user)
-    if args.count == 1:
-        ids = [service.send_job(args.job_type, user_id=user, args=job_args, delay_ms=args.delay_ms)]
-    else:
-        ids = []
-        for start in range(0, args.count, SEND_BATCH):
-            size = min(SEND_BATCH, args.count - start)
-            batch = [dict(job_args) for _ in range(size)] if isinstance(job_args, dict) else [job_args] * size
-            ids += service.send_jobs(args.job_type, batch, user_id=user, delay_ms=args.delay_ms)
+    try:
+        if args.count == 1:
+            ids = [service.send_job(args.job_type, user_id=user, args=job_args, delay_ms=args.delay_ms, key=args.key)]
+        else:
+            ids = []
+            for start in range(0, args.count, SEND_BATCH):
+                size = min(SEND_BATCH, args.count - start)
+                batch = [dict(job_args) for _ in range(size)] if isinstance(job_args, dict) else [job_args] * size
+                keys = None if args.key is None else [f"{args.key}/{start + n + 1}" for n in range(size)]
+                ids += service.send_jobs(args.job_type, batch, user_id=user, delay_ms=args.delay_ms, keys=keys)
+    except JobNotPublished as error:
+        # Recorded, so not to be sent again by hand (that would be a second job): say so, once.
+        raise Failure(str(error), EXIT_ERROR) from None
     if args.json:
         print_json(ids)
     else:
@@ -66,7 +118,13 @@ def _cancel(args: argparse.Namespace, settings: Settings) -> int:
 
     from .. import service
 
-    result = service.cancel_job(args.job_id, resolve_user(args.user), args.reason)
+    if args.operator is not None:
+        result = service.cancel_job_as_operator(
+            args.job_id, args.operator, args.reason, admin_url=settings.admin_database_url
+        )
+    else:
+        with _named_as_typed(args.user, args.job_id, "cancel"):
+            result = service.cancel_job(args.job_id, resolve_user(args.user), args.reason)
     if args.json:
         print_json(result.__dict__)
     elif result.outcome == "already_cancelled":
@@ -75,3 +133,31 @@ def _cancel(args: argparse.Namespace, settings: Settings) -> int:
         running = " (it was running: its worker is being interrupted)" if result.interrupting else ""
         print(f"job {result.job_id} cancelled{running}")
     return 0
+
+
+def _retry(args: argparse.Namespace, settings: Settings) -> int:
+    import actors  # noqa: F401 - configures the database and the broker
+
+    from .. import service
+
+    try:
+        with _named_as_typed(args.user, args.job_id, "retry"):
+            result = service.retry_job(args.job_id, resolve_user(args.user))
+    except JobNotPublished as error:
+        raise Failure(f"the retry of job {args.job_id}: {error}", EXIT_ERROR) from None
+    if args.json:
+        print_json(result.__dict__)
+    elif result.outcome == "already_retried":
+        print(f"job {result.retry_of} was already retried as {result.job_id}: nothing sent")
+    else:
+        print(result.job_id)
+    return 0
+
+
+@contextmanager
+def _named_as_typed(user: str, job_id: str, action: str) -> Iterator[None]:
+    """A refusal names the user as the operator typed them (an email stays an email)."""
+    try:
+        yield
+    except PermissionDenied:
+        raise PermissionDenied(user, job_id, action) from None
