@@ -49,7 +49,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     who.add_argument(
         "--operator",
         nargs="?",
-        const=getpass.getuser(),
+        const="",
         metavar="NAME",
         help="cancel as platform staff (default name: your login); runs as ADMIN_DATABASE_URL's administrator",
     )
@@ -119,8 +119,9 @@ def _cancel(args: argparse.Namespace, settings: Settings) -> int:
     from .. import service
 
     if args.operator is not None:
+        operator = args.operator or _login_name()
         result = service.cancel_job_as_operator(
-            args.job_id, args.operator, args.reason, admin_url=settings.admin_database_url
+            args.job_id, operator, args.reason, admin_url=settings.admin_database_url
         )
     else:
         with _named_as_typed(args.user, args.job_id, "cancel"):
@@ -161,3 +162,10 @@ def _named_as_typed(user: str, job_id: str, action: str) -> Iterator[None]:
         yield
     except PermissionDenied:
         raise PermissionDenied(user, job_id, action) from None
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no USER variable and no passwd entry (some containers)
+        raise UsageError("--operator: your login name is unknown here; give it: --operator NAME") from None

@@ -124,3 +124,15 @@ def test_piping_into_head_ends_quietly(stub_broker, tenants):
         timeout=60,
     )
     assert piped.stderr == "" and len(piped.stdout.splitlines()) == 1
+
+
+def test_an_operator_without_a_name_is_recorded_by_login_name(stub_broker, tenants):
+    job_id = service.send_job("test_job", user_id=tenants.acme.admin)
+    cancelled = jobctl("cancel", job_id, "--operator", env={"LOGNAME": "zed-oncall"})
+    assert cancelled.returncode == 0, cancelled.stderr
+    from db.connection import database
+
+    (details,) = database.execute_sql(
+        "SELECT details FROM job_events WHERE job_id = %s::uuid AND event = 'cancelled'", (job_id,)
+    ).fetchone()
+    assert details == {"operator": "zed-oncall"}
