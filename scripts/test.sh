@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Quick start 2: set everything up, then run the whole test suite (one database and one Redis
-# namespace per pytest-xdist worker). Extra arguments go to pytest.
+# Quick start 2: set everything up, then run the whole test suite on the servers named by
+# TEST_DATABASE_ADMIN_URL and TEST_REDIS_URL (README, "Tests"): every run creates its own
+# databases and Redis namespaces there, so runs sharing them don't collide. Extra arguments go
+# to pytest; TEST_WORKERS sets how many pytest-xdist workers run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/bootstrap.sh
+scripts/bootstrap.sh --tests
 # Two pytest workers per core: most tests wait on worker processes, leases and the database,
 # not on the CPU.
-exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-$(($(nproc) * 2))}" "$@"
+exec "${VENV:-.venv}/bin/python" -m pytest -n "${TEST_WORKERS:-$(($(nproc) * 2))}" "$@"
