@@ -5,10 +5,14 @@ from __future__ import annotations
 import dramatiq
 
 import db
+from middleware.log_format import use_stdlib_logging
 from middleware.settings import Settings
 
 from .broker import bind, build_broker
 
+# Our lines go to the standard library's loggers, to be handled (or not) by the application:
+# nothing printed to stdout by a service that imports the actors.
+use_stdlib_logging()
 settings = Settings.from_env()
 db.configure(settings.database_url, settings.db_limits())
 broker = build_broker(settings)

@@ -47,7 +47,7 @@ def middleware_stack(settings: Settings, abort_backend: EventBackend) -> list[Mi
     faults = [FaultInjection()] if settings.allow_fault_injection else []
     lease = Lease(window_s=settings.recovery_window_s, margin_s=settings.lease_margin_s)
     return [
-        StructuredLogging(fmt=settings.log_format, level=settings.log_level),
+        StructuredLogging(settings),
         AgeLimit(),
         Callbacks(),
         Pipelines(),

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import peewee
+import psycopg2
 import structlog
 
-from .errors import DatabaseUnavailable
+from .errors import DatabaseUnavailable, InvalidDatabaseUrl
+from .redact import mask_secrets
 
 log = structlog.get_logger(__name__)
 
@@ -100,6 +102,19 @@ class Limits:
 
 def configure(url: str, limits: Limits | None = None) -> None:
     database.init(url, **(limits or Limits()).connect_params())
+
+
+def connect(url: str) -> Any:
+    """A psycopg2 connection of its own to `url`, outside Peewee's (migrations, the seed). libpq
+    quotes a malformed URL in its error, password and all: the error is raised again, masked."""
+    try:
+        return psycopg2.connect(url)
+    except psycopg2.Error as error:
+        # On one line: libpq adds a hint on a line of its own.
+        text = mask_secrets(" ".join(str(error).split()))
+        if isinstance(error, psycopg2.ProgrammingError):  # "invalid dsn: ..."
+            raise InvalidDatabaseUrl(text) from None
+        raise DatabaseUnavailable(text) from None
 
 
 def pgcode(error: BaseException) -> str | None:
@@ -192,12 +207,14 @@ def reconnecting(operation: Callable[[], T], *, what: str, deadline_s: float) ->
                 close_quietly()
             remaining = give_up_at - time.monotonic()
             if remaining <= 0:
-                raise DatabaseUnavailable(f"{what}: database unreachable ({str(error).strip()})") from error
+                raise DatabaseUnavailable(
+                    f"{what}: database unreachable ({mask_secrets(str(error).strip())})"
+                ) from error
             log.warning(
                 "database_unreachable" if is_connection_error(error) else "statement_gave_way",
                 what=what,
                 attempt=attempt,
-                error=str(error).strip(),
+                error=mask_secrets(str(error).strip()),
             )
             time.sleep(min(delay * (1 + random.random()), remaining))
             delay = min(delay * 2, 2.0)

@@ -15,6 +15,10 @@ class DatabaseUnavailable(JobError):
     """The database could not be reached before the deadline."""
 
 
+class InvalidDatabaseUrl(JobError):
+    """A database URL that libpq can't parse (its password masked in the message)."""
+
+
 class UnknownUser(JobError):
     def __init__(self, user_id: object) -> None:
         super().__init__(f"unknown user {user_id}")

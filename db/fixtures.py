@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg2
+from .connection import connect
 
 FIXTURES = {
     "Acme Learning": {
@@ -47,7 +47,7 @@ def seed(admin_url: str) -> dict[str, Any]:
     migrates), whom row-level security does not restrict.
     """
     result: dict[str, Any] = {"organizations": []}
-    conn = psycopg2.connect(admin_url)
+    conn = connect(admin_url)
     try:
         with conn, conn.cursor() as cursor:
             for org_name, spec in FIXTURES.items():

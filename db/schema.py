@@ -6,10 +6,10 @@ import hashlib
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
-import psycopg2
 import psycopg2.errors
 import structlog
 
+from .connection import connect
 from .errors import MigrationChanged
 
 log = structlog.get_logger(__name__)
@@ -23,7 +23,7 @@ def create_database_if_missing(url: str) -> bool:
     """Creates the database named in `url`, connecting to the server's `postgres` database."""
     parts = urlparse(url)
     name = parts.path.lstrip("/")
-    admin = psycopg2.connect(urlunparse(parts._replace(path="/postgres")))
+    admin = connect(urlunparse(parts._replace(path="/postgres")))
     admin.autocommit = True
     try:
         with admin.cursor() as cursor:
@@ -48,7 +48,7 @@ def migrate(url: str) -> list[str]:
     """
     create_database_if_missing(url)
     applied_now = []
-    conn = psycopg2.connect(url)
+    conn = connect(url)
     try:
         with conn, conn.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))

@@ -68,7 +68,8 @@ def run_demo(settings: Settings, *, processes: int, threads: int, timeout: float
     env = {"JOBS_LOG_FORMAT": "json", "JOBS_MIN_BACKOFF_MS": "500", "JOBS_MAX_BACKOFF_MS": "2000", **os.environ}
     with open(log_path, "w") as log:
         workers = subprocess.Popen(
-            [sys.executable, "-m", "dramatiq", "actors", "--processes", str(processes), "--threads", str(threads)],
+            # jobs.worker, not bare `dramatiq actors`: Dramatiq's main process then logs JSON too.
+            [sys.executable, "-m", "jobs.worker", "--processes", str(processes), "--threads", str(threads)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

@@ -1,28 +1,91 @@
-"""structlog for our lines and, through the standard library, for Dramatiq's: one format for all."""
+"""How this system's lines reach the standard library's logging, and the format an application
+(a worker, the command line) gives them, Dramatiq's own lines included.
+
+Library code only logs: `use_stdlib_logging()` (called when `actors` is imported) sends
+structlog's lines to the `logging` logger of their module and installs no handler, so a service
+that has not configured logging prints nothing of ours, and one that has gets our lines through
+its own handlers. `configure_logging()` is for the programs that own their process: one handler
+on the root logger, JSON or console, for every line.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 import structlog
+from dramatiq.compat import StreamablePipe
+from dramatiq.middleware import CurrentMessage
 from structlog.tracebacks import ExceptionDictTransformer
+
+from db.redact import mask_secrets
+
+
+def _add_job_id(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """The job a worker thread runs, on every line logged while it runs it (Dramatiq's own lines,
+    an actor's) that does not name one already; a filter may have named it on the record."""
+    if "job_id" not in event_dict:
+        record = event_dict.get("_record")
+        job_id = getattr(record, "job_id", None)
+        if job_id is None:
+            message = CurrentMessage.get_current_message()
+            job_id = message.message_id if message is not None else None
+        if job_id is not None:
+            event_dict["job_id"] = job_id
+    return event_dict
+
+
+def _mask_fields(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """No password in a field of ours, whoever's handler writes it (errors quote connection strings)."""
+    for key, value in event_dict.items():
+        if isinstance(value, str) and ("@" in value or "=" in value):
+            event_dict[key] = mask_secrets(value)
+    return event_dict
+
 
 SHARED = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
+    _add_job_id,
 ]
 
+# Fields that an application's own formatter shows in its own way (see _Event).
+_SHOWN_BY_THE_HANDLER = {"event", "level", "logger", "timestamp"}
 
-class _ResultsNotice(logging.Filter):
-    """Drops Dramatiq's warning that a returned value is discarded: the status middleware keeps
-    every result in job_status.result, so it would be wrong on every job."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.name == "dramatiq.worker.WorkerThread" and "Results middleware" in record.getMessage())
+class _Event(dict):
+    """A line of ours as a `logging` record carries it: the event dict, for our formatter (and for
+    tests, which read `record.msg`), which an application's plain formatter shows as
+    `job_completed job_id=... duration_ms=12` rather than as a dict."""
+
+    def __str__(self) -> str:
+        fields = " ".join(f"{key}={value}" for key, value in self.items() if key not in _SHOWN_BY_THE_HANDLER)
+        return f"{self.get('event', '')} {fields}".rstrip()
+
+
+def _to_stdlib(logger: Any, method: str, event_dict: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    args, kwargs = structlog.stdlib.ProcessorFormatter.wrap_for_formatter(logger, method, event_dict)
+    return (_Event(args[0]),), kwargs
+
+
+def use_stdlib_logging() -> None:
+    """Sends structlog's lines through the standard library's loggers, unless the application has
+    configured structlog itself. structlog's default prints every line to stdout."""
+    if not structlog.is_configured():
+        _configure_structlog()
+
+
+def _configure_structlog() -> None:
+    structlog.configure(
+        # filter_by_level first: a line below its logger's level costs nothing more.
+        processors=[structlog.stdlib.filter_by_level, *SHARED, _mask_fields, _to_stdlib],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
 
 
 class InterruptSafeHandler(logging.StreamHandler):
@@ -48,32 +111,61 @@ class InterruptSafeHandler(logging.StreamHandler):
                 self.stream.flush()
 
 
+def is_terminal(stream: TextIO) -> bool:
+    """Whether lines written to `stream` end up on a terminal. A worker process of the dramatiq
+    CLI writes into a pipe to the CLI's main process, which writes them to its stderr: the
+    worker's own file descriptor 2, inherited (`sys.__stderr__`), says where they land."""
+    if isinstance(stream, StreamablePipe):
+        stream = sys.__stderr__
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
+
+
+def resolved_format(fmt: str, stream: TextIO) -> str:
+    """`auto` made `console` or `json`, for lines written to `stream`."""
+    if fmt != "auto":
+        return fmt
+    return "console" if is_terminal(stream) else "json"
+
+
 def configure_logging(fmt: str = "auto", level: str = "INFO", stream: TextIO | None = None) -> None:
+    """One handler on the root logger, in place of any other: every line, ours and the libraries',
+    as JSON (`json`) or for people (`console`); `auto` picks console when the lines reach a terminal."""
     stream = stream or sys.stderr
-    as_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
-    if as_json:
+    _configure_structlog()
+    root = logging.getLogger()
+    # The dramatiq CLI installs its own handlers before it imports our modules: replace them.
+    root.handlers = [handler_for(resolved_format(fmt, stream), stream)]
+    root.setLevel(level)
+    # Peewee logs every statement with its parameters at DEBUG: job arguments and results.
+    logging.getLogger("peewee").setLevel(max(logging.INFO, root.level))
+    # Python's warnings become lines in the same format, not bare text between them.
+    logging.captureWarnings(True)
+
+
+def handler_for(fmt: str, stream: TextIO) -> logging.Handler:
+    """The handler that writes lines to `stream` as JSON (`json`) or for people (`console`), with
+    the passwords of connection strings masked in the rendered line, tracebacks included."""
+    if fmt == "json":
         # show_locals=False: locals would put actor arguments (user data) into the logs.
         final = [
             structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
             structlog.processors.JSONRenderer(),
         ]
     else:
-        final = [structlog.dev.ConsoleRenderer()]
-    structlog.configure(
-        processors=[*SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
+        # plain_traceback: rich's tracebacks, the default when rich is installed, show locals.
+        final = [structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
     handler = InterruptSafeHandler(stream)
-    handler.addFilter(_ResultsNotice())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=SHARED,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final, _mask_rendered],
         )
     )
-    root = logging.getLogger()
-    # The dramatiq CLI installs its own handlers before it imports our modules: replace them.
-    root.handlers = [handler]
-    root.setLevel(level)
+    return handler
+
+
+def _mask_rendered(logger: Any, method: str, line: str) -> str:
+    return mask_secrets(line)

@@ -7,13 +7,15 @@ OWNER = "job_owner"
 RECORDED = "job_recorded"
 #: The attempt number the database gave this delivery when it started it.
 ATTEMPT = "job_attempt"
+#: When this delivery's start was recorded, on the worker's monotonic clock (a job's duration).
+STARTED = "job_started_clock"
 #: Set (and removed again) by a batch send, whose pending rows are already committed: the
 #: enqueue that publishes the message has nothing to record.
 RECORDED_IN_BATCH = "job_recorded_in_batch"
 
 #: Options that belong to one enqueue or one delivery, not to the job: the broker's own id and
 #: due time of this copy, Retries' traceback (large, and user data), and ours above.
-_PER_COPY = {"redis_message_id", "eta", "traceback", RECORDED, RECORDED_IN_BATCH, ATTEMPT, OWNER}
+_PER_COPY = {"redis_message_id", "eta", "traceback", RECORDED, RECORDED_IN_BATCH, ATTEMPT, STARTED, OWNER}
 
 
 def durable(options: dict) -> dict:

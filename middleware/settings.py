@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 
 from db.connection import Limits
 from db.errors import JobError
+from db.redact import mask_url
 
 
 class ConfigurationError(JobError):
@@ -106,6 +107,10 @@ class Settings:
         for name in ("db_connect_timeout_s", "db_statement_timeout_ms", "db_lock_timeout_ms", "db_keepalive_s"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"JOBS_{name.upper()} must be 1 or more")
+
+    def describe(self) -> dict[str, str]:
+        """What a worker connects to, as it may be logged: the URLs without their passwords."""
+        return {"database": mask_url(self.database_url), "redis": mask_url(self.redis_url), "namespace": self.namespace}
 
     def db_limits(self) -> Limits:
         return Limits(

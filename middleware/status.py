@@ -17,14 +17,26 @@ from db.group_commit import GroupCommit
 
 from .awaited import Write, awaited, failed_instead, until_written
 from .cancellation import CANCELLATION
+from .dramatiq_lines import outcome_logged
 from .errors import JobStartNotRecorded
 from .identity import worker_id
 from .lease import Lease, LeaseExpired, clock
-from .options import ATTEMPT
+from .log_arguments import logged_arguments
+from .options import ATTEMPT, STARTED
 from .resend import again
 from .retry_policy import will_retry
 
 log = structlog.get_logger(__name__)
+
+#: An attempt's end, by the status it left the job in: its line and that line's level. One line
+#: per outcome (Dramatiq's own are dropped, middleware/dramatiq_lines.py); only a job that failed
+#: for good is an error, a cancellation is what a user asked for.
+_ENDS = {
+    "completed": ("job_completed", "info"),
+    "retrying": ("job_retrying", "warning"),
+    "failed": ("job_failed", "error"),
+    "cancelled": ("job_cancelled", "info"),
+}
 
 
 class StatusMiddleware(Middleware):
@@ -64,6 +76,7 @@ class StatusMiddleware(Middleware):
 
     def before_process_message(self, broker: Broker, message: Message) -> None:
         message.options.pop(ATTEMPT, None)
+        message.options.pop(STARTED, None)
         # A connection the server dropped stays broken in this thread until it is closed: the job
         # (and this thread's own writes) get a working one.
         drop_if_dead()
@@ -75,7 +88,9 @@ class StatusMiddleware(Middleware):
         )
         if outcome.applied:
             message.options[ATTEMPT] = outcome.attempts
-            bound.info("job_started")
+            message.options[STARTED] = clock()
+            actor = broker.actors.get(message.actor_name)
+            bound.info("job_started", arguments=logged_arguments(actor, message.args, message.kwargs))
             return
         if outcome.outcome == "missing":
             # Published without its row, so not sent through this system: never run it.
@@ -109,6 +124,7 @@ class StatusMiddleware(Middleware):
             self._end(
                 message,
                 attempt,
+                ended,
                 "completed",
                 lambda via: transitions.mark_completed(
                     job_id, attempt, me, result, ended_ms_ago=transitions.Age(ended, clock), via=via
@@ -128,6 +144,7 @@ class StatusMiddleware(Middleware):
             self._end(
                 message,
                 attempt,
+                ended,
                 to,
                 lambda via: mark(job_id, attempt, me, failure, ended_ms_ago=transitions.Age(ended, clock), via=via),
                 error_type=failure.type,
@@ -191,6 +208,7 @@ class StatusMiddleware(Middleware):
         outcome = self._end(
             message,
             attempt,
+            ended,
             "retrying",
             lambda via: transitions.mark_lease_expired(
                 job_id, attempt, me, ended_ms_ago=transitions.Age(ended, clock), max_lost=self.max_deliveries, via=via
@@ -217,6 +235,7 @@ class StatusMiddleware(Middleware):
         self._end(
             message,
             attempt,
+            ended,
             "cancelled",
             lambda via: transitions.mark_stopped(
                 message.message_id, attempt, me, how, ended_ms_ago=transitions.Age(ended, clock), via=via
@@ -225,13 +244,21 @@ class StatusMiddleware(Middleware):
         )
 
     def _end(
-        self, message: Message, attempt: int, to: str, write: Write, *, event: str | None = None, **fields: Any
+        self,
+        message: Message,
+        attempt: int,
+        ended: float,
+        to: str,
+        write: Write,
+        *,
+        event: str | None = None,
+        **fields: Any,
     ) -> transitions.Outcome | None:
         """Records the end of an attempt; it never gives up. A write refused for good (not a
-        transient error) records `failed` with why instead."""
-        event = event or {"completed": "job_completed", "retrying": "job_retrying", "failed": "job_failed"}.get(
-            to, "job_interrupted"
-        )
+        transient error) records `failed` with why instead. Logs the outcome once, at its level."""
+        started = message.options.get(STARTED)
+        if started is not None:
+            fields["duration_ms"] = round((ended - started) * 1000)
         me = worker_id()
         bound = log.bind(
             job_id=message.message_id,
@@ -243,14 +270,19 @@ class StatusMiddleware(Middleware):
             **fields,
         )
         try:
-            outcome = until_written(self.commits, write, what=event, bound=bound)
+            outcome = until_written(self.commits, write, what=event or _ENDS[to][0], bound=bound)
         except Exception as error:  # noqa: BLE001 - refused for good: the job's end must still be recorded
-            bound.error("transition_refused", error=str(error).strip())
+            # A warning: the job_failed line that follows is the error, and says why.
+            bound.warning("transition_refused", error=str(error).strip())
             outcome = failed_instead(self.commits, message.message_id, attempt, me, to, error)
+            bound = bound.bind(transition="active -> failed", error_type="EndNotRecorded", error=str(error).strip())
+            event = None
         if outcome.applied:
-            bound.info(event, outcome=outcome.outcome)
+            default_event, level = _ENDS.get(outcome.status or to, ("job_ended", "info"))
+            getattr(bound, level)(event or default_event, outcome=outcome.outcome, status=outcome.status)
         else:
             bound.warning("transition_rejected", outcome=outcome.outcome, status=outcome.status)
+        outcome_logged(message.message_id)
         return outcome
 
 

@@ -12,6 +12,7 @@ import sys
 
 import peewee
 
+from db.redact import mask_secrets
 from middleware.log_format import configure_logging
 from middleware.settings import Settings
 
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {failure}", file=sys.stderr)
         return failure.exit_code
     except (peewee.OperationalError, DatabaseUnavailable) as error:
-        print(f"error: database unreachable: {str(error).strip()}", file=sys.stderr)
+        # libpq quotes a URL it can't use (taken for a database name), password and all.
+        print(f"error: database unreachable: {mask_secrets(str(error).strip())}", file=sys.stderr)
         return EXIT_ERROR
     except (JobError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

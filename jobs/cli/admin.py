@@ -30,7 +30,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--json", action="store_true")
     command.set_defaults(run=_reconcile)
 
-    commands.add_parser("worker", help="run workers: the same as `dramatiq actors` (flags are passed on)")
+    commands.add_parser(
+        "worker", help="run workers: `dramatiq actors` with our log format in every process (flags are passed on)"
+    )
 
     command = commands.add_parser("demo", help="start workers, send a mix of jobs, show their statuses live")
     command.add_argument("--processes", type=int, default=2)
@@ -40,7 +42,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def exec_worker(dramatiq_args: list[str]) -> None:
-    os.execv(sys.executable, [sys.executable, "-m", "dramatiq", "actors", *dramatiq_args])
+    os.execv(sys.executable, [sys.executable, "-m", "jobs.worker", *dramatiq_args])
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:

@@ -22,20 +22,27 @@ LEASE = {
 # stop does so in a fraction of a second.
 QUICK_STOP = {"dramatiq_worker_timeout": "100"}
 WITNESS = "tests.support.witness"
+# How workers are started: Dramatiq's CLI, or ours around it (its main process logs as ours do).
+DRAMATIQ = ("-m", "dramatiq", "actors")
+JOBS_WORKER = ("-m", "jobs.worker")
 
 
 @pytest.fixture
 def workers(redis_broker, tmp_path):
-    """Starts `dramatiq actors` processes (`workers(threads=, env=, modules=)`); stops what is left."""
+    """Starts `dramatiq actors` processes (`workers(threads=, env=, modules=, command=)`); stops what is left."""
     started: list[subprocess.Popen] = []
 
     def start(
-        *, threads: int = 2, env: dict[str, str] | None = None, modules: tuple[str, ...] = ()
+        *,
+        threads: int = 2,
+        env: dict[str, str] | None = None,
+        modules: tuple[str, ...] = (),
+        command: tuple[str, ...] = DRAMATIQ,
     ) -> subprocess.Popen:
         log_path = tmp_path / f"worker-{len(started)}.log"
         with open(log_path, "w") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "dramatiq", "actors", *modules, "--processes", "1", "--threads", str(threads)],
+                [sys.executable, *command, *modules, "--processes", "1", "--threads", str(threads)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **LEASE, **QUICK_STOP, "JOBS_LOG_FORMAT": "json", **(env or {})},
