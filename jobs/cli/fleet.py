@@ -158,8 +158,59 @@ def _stats(args: argparse.Namespace, settings: Settings) -> int:
     oldest = queries.oldest_waiting_job()
     if oldest is not None:
         oldest["age_s"] = max(0.0, (now - oldest["due_since"]).total_seconds())
+    by_type, queues, not_due = _tally(rows, {actor.queue_name for actor in JOB_TYPES.values()})
+    try:
+        depths: dict[str, Depth] | None = broker_depth(settings, sorted(queues))
+        broker_error = None
+    except redis.RedisError as error:
+        # The database's half is still worth printing: say why this column is empty.
+        depths, broker_error = None, f"unreachable at {public_url(settings.redis_url)}: {error}"
+    if args.json:
+        for name, rows_of in queues.items():
+            rows_of["broker"] = depths and {**asdict(depths[name]), "total": depths[name].total}
+        listed = [{"queue": name, **rows_of} for name, rows_of in sorted(queues.items())]
+        print_json(
+            {
+                "jobs": by_type,
+                "oldest_waiting": oldest,
+                "not_due": not_due,
+                "queues": listed,
+                "broker_error": broker_error,
+            }
+        )
+        return 0
+    width = terminal_width()
+    lines = [*_counts_table(by_type, width), ""]
+    if oldest is None:
+        lines.append("No job is waiting.")
+    else:
+        lines.append(
+            f"oldest waiting job: {oldest['job_id'][:8]} ({oldest['job_type']}, {oldest['status']}),"
+            f" waiting {format_age(oldest['age_s'])}"
+        )
+        lines.append(f"  (due since {format_time(oldest['due_since'])})")
+    if not_due:
+        lines.append(f"not due yet (a delay, a retry's backoff): {not_due}")
+    columns = (Column("QUEUE", flexible=True), Column("WAITING", right=True), Column("ACTIVE", right=True))
+    columns += (Column("IN REDIS"),)
+    cells = [
+        [name, str(rows_of["waiting"]), str(rows_of["active"]), _depth_text(depths, name)]
+        for name, rows_of in sorted(queues.items())
+    ]
+    lines += ["", *table(columns, cells, width=width)]
+    lines.append("(WAITING, ACTIVE: rows in the database; IN REDIS: messages the broker holds)")
+    if broker_error:
+        lines.append(f"broker {broker_error}")
+    print("\n".join(lines))
+    return 0
+
+
+def _tally(
+    rows: list[dict], known_queues: set[str]
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]], int]:
+    """Counts by type and status; waiting and active rows by queue; waiting rows not due yet."""
     by_type: dict[str, dict[str, int]] = {}
-    queues: dict[str, dict[str, int]] = {actor.queue_name: {"waiting": 0, "active": 0} for actor in JOB_TYPES.values()}
+    queues: dict[str, dict[str, int]] = {name: {"waiting": 0, "active": 0} for name in known_queues}
     not_due = 0
     for row in rows:
         counts = by_type.setdefault(row["job_type"], dict.fromkeys(STATUSES, 0))
@@ -170,53 +221,7 @@ def _stats(args: argparse.Namespace, settings: Settings) -> int:
             not_due += row["not_due"]
         elif row["status"] == "active":
             queue["active"] += row["jobs"]
-    try:
-        depths: dict[str, Depth] | None = broker_depth(settings, sorted(queues))
-        broker_error = None
-    except redis.RedisError as error:
-        depths, broker_error = None, f"unreachable at {public_url(settings.redis_url)}: {error}"
-    if args.json:
-        print_json(
-            {
-                "jobs": by_type,
-                "oldest_waiting": oldest,
-                "not_due": not_due,
-                "queues": [
-                    {
-                        "queue": name,
-                        **rows_of,
-                        "broker": depths and {**asdict(depths[name]), "total": depths[name].total},
-                    }
-                    for name, rows_of in sorted(queues.items())
-                ],
-                "broker_error": broker_error,
-            }
-        )
-        return 0
-    width = terminal_width()
-    print("\n".join(_counts_table(by_type, width)))
-    print()
-    if oldest is None:
-        print("No job is waiting.")
-    else:
-        print(
-            f"oldest waiting job: {oldest['job_id'][:8]} ({oldest['job_type']}, {oldest['status']}),"
-            f" waiting {format_age(oldest['age_s'])}\n  (due since {format_time(oldest['due_since'])})"
-        )
-    if not_due:
-        print(f"not due yet (a delay, a retry's backoff): {not_due}")
-    print()
-    columns = (Column("QUEUE", flexible=True), Column("WAITING", right=True), Column("ACTIVE", right=True))
-    columns += (Column("IN REDIS"),)
-    cells = [
-        [name, str(rows_of["waiting"]), str(rows_of["active"]), _depth_text(depths, name)]
-        for name, rows_of in sorted(queues.items())
-    ]
-    print("\n".join(table(columns, cells, width=width)))
-    print("(WAITING, ACTIVE: rows in the database; IN REDIS: messages the broker holds)")
-    if broker_error:
-        print(f"broker {broker_error}")
-    return 0
+    return by_type, queues, not_due
 
 
 def _depth_text(depths: dict[str, Depth] | None, queue: str) -> str:
