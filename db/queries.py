@@ -1,14 +1,28 @@
-"""The reads the product makes: one job, a filtered list, a job's history."""
+"""The reads the product makes: one job, a filtered list in keyset pages, a job's history; and
+the operators' views of the workers and of the whole system."""
 
 from __future__ import annotations
 
+import base64
+import re
+import struct
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
-from .models import JobEvent, JobStatus
+import peewee
+
+from .connection import database
+from .models import JobEvent, JobStatus, Organization, User
 
 STATUSES = ("pending", "active", "retrying", "completed", "failed", "cancelled")
+WAITING = ("pending", "retrying")
 MAX_LIMIT = 1_000
+# Fewer digits than this would match too many jobs to be worth a lookup.
+MIN_PREFIX = 8
+_HEX_PREFIX = re.compile(rf"[0-9a-f]{{{MIN_PREFIX},32}}")
+_CURSOR = re.compile(r"[A-Za-z0-9_-]{32}")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def parse_uuid(value: object) -> UUID | None:
@@ -30,10 +44,21 @@ def list_jobs(
     status: str | None = None,
     user_id: object = None,
     organization_id: object = None,
+    job_type: str | None = None,
+    since: datetime | timedelta | None = None,
+    before: str | None = None,
+    after: str | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    """The newest jobs matching the filters; a filter that is not an id matches nothing.
-    Raises ValueError for an unknown status or a limit out of range."""
+    """The newest jobs matching the filters, newest first; a filter that is not an id matches
+    nothing.
+
+    `since`: jobs created then or later (a timedelta counts back from the database's clock).
+    `before` / `after`: cursors (job_cursor): only the jobs that come after that one in the list
+    (older) / before it (newer); with `after` alone, the `limit` newer jobs nearest to it. Keyset
+    pages, so a page costs the same however deep it is.
+    Raises ValueError for an unknown status, a limit out of range or a cursor not made here.
+    """
     if status is not None and status not in STATUSES:
         raise ValueError(f"unknown status {status!r} (one of {', '.join(STATUSES)})")
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
@@ -41,17 +66,165 @@ def list_jobs(
     query = JobStatus.select()
     if status is not None:
         query = query.where(JobStatus.status == status)
+    if job_type is not None:
+        query = query.where(JobStatus.job_type == job_type)
     for column, value in ((JobStatus.user_id, user_id), (JobStatus.organization_id, organization_id)):
         if value is not None:
             key = parse_uuid(value)
             if key is None:
                 return []
             query = query.where(column == key)
-    return list(query.order_by(JobStatus.created_at.desc()).limit(limit).dicts())
+    if isinstance(since, timedelta):
+        # now(), not clock_timestamp(): a stable bound, which an index scan can start from.
+        query = query.where(JobStatus.created_at >= peewee.fn.now() - since)
+    elif since is not None:
+        query = query.where(JobStatus.created_at >= since)
+    position = peewee.Tuple(JobStatus.created_at, JobStatus.job_id)
+    if before is not None:
+        query = query.where(position < peewee.Tuple(*_position(before)))
+    if after is not None:
+        query = query.where(position > peewee.Tuple(*_position(after)))
+    newest_first = after is None or before is not None
+    order = (JobStatus.created_at, JobStatus.job_id)
+    query = query.order_by(*(column.desc() if newest_first else column.asc() for column in order))
+    rows = list(query.limit(limit).dicts())
+    return rows if newest_first else rows[::-1]
 
 
-def job_events(job_id: object) -> list[dict[str, Any]]:
+def job_cursor(job: dict[str, Any]) -> str:
+    """An opaque position in the list of jobs: that of `job` (a row of list_jobs)."""
+    micros = (job["created_at"] - _EPOCH) // timedelta(microseconds=1)
+    raw = struct.pack(">q", micros) + UUID(str(job["job_id"])).bytes
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _position(cursor: str) -> tuple[datetime, str]:
+    if not isinstance(cursor, str) or not _CURSOR.fullmatch(cursor):
+        raise ValueError(f"not a cursor of the job list: {cursor!r}")
+    raw = base64.urlsafe_b64decode(cursor + "====")
+    (micros,) = struct.unpack(">q", raw[:8])
+    return _EPOCH + timedelta(microseconds=micros), str(UUID(bytes=raw[8:]))
+
+
+def job_ids_with_prefix(prefix: str, limit: int = 2) -> list[str]:
+    """The ids of the jobs whose id begins with these hex digits (MIN_PREFIX of them at least),
+    in order, `limit` at most: one range scan of the primary key (uuids compare as their bytes)."""
+    digits = prefix.replace("-", "").lower()
+    if not _HEX_PREFIX.fullmatch(digits):
+        raise ValueError(f"not the beginning of a job id: {prefix!r}")
+    low, high = UUID(digits.ljust(32, "0")), UUID(digits.ljust(32, "f"))
+    query = JobStatus.select(JobStatus.job_id).where(JobStatus.job_id.between(low, high))
+    return [str(row.job_id) for row in query.order_by(JobStatus.job_id).limit(limit)]
+
+
+def job_events(job_id: object, *, after_id: int | None = None) -> list[dict[str, Any]]:
+    """The job's events, oldest first; `after_id`: only those appended after that one (the index
+    on (job_id, id) finds them however long the history)."""
     key = parse_uuid(job_id)
     if key is None:
         return []
-    return list(JobEvent.select().where(JobEvent.job_id == key).order_by(JobEvent.id).dicts())
+    query = JobEvent.select().where(JobEvent.job_id == key)
+    if after_id is not None:
+        query = query.where(JobEvent.id > after_id)
+    return list(query.order_by(JobEvent.id).dicts())
+
+
+def find_user(value: str) -> dict[str, Any] | None:
+    """The user with this email, or this id (what the caller may see of users)."""
+    if "@" in value:
+        condition = User.email == value
+    else:
+        key = parse_uuid(value)
+        if key is None:
+            return None
+        condition = User.id == key
+    return User.select(User.id, User.email, User.organization).where(condition).dicts().first()
+
+
+def find_organization(value: str) -> dict[str, Any] | None:
+    """The organization with this id, or this name."""
+    key = parse_uuid(value)
+    condition = Organization.id == key if key is not None else Organization.name == value
+    return Organization.select(Organization.id, Organization.name).where(condition).dicts().first()
+
+
+def user_emails(user_ids: list[object]) -> dict[str, str]:
+    """Emails by user id (as text), of those users the caller may see."""
+    keys = {key for key in map(parse_uuid, user_ids) if key is not None}
+    if not keys:
+        return {}
+    return {str(user.id): user.email for user in User.select(User.id, User.email).where(User.id.in_(list(keys)))}
+
+
+def organization_names(organization_ids: list[object]) -> dict[str, str]:
+    keys = {key for key in map(parse_uuid, organization_ids) if key is not None}
+    if not keys:
+        return {}
+    rows = Organization.select(Organization.id, Organization.name).where(Organization.id.in_(list(keys)))
+    return {str(org.id): org.name for org in rows}
+
+
+def workers(*, seen_within: timedelta | None) -> tuple[list[dict[str, Any]], datetime, int]:
+    """The worker processes (the `workers` table: 0005, 0009), newest first; the database's clock,
+    to judge their leases by; and how many rows the table holds. `seen_within`: only those whose
+    last heartbeat is that recent, or that still hold an active job."""
+    rows = database.execute_sql(
+        "SELECT w.worker_id, w.hostname, w.pid, w.started_at, w.heartbeat_at, w.lease_expires_at,"
+        "       w.stopped_at, w.broker_id, clock_timestamp(), (SELECT count(*) FROM workers)"
+        "  FROM workers w"
+        " WHERE %s::interval IS NULL OR w.heartbeat_at >= clock_timestamp() - %s::interval"
+        "    OR EXISTS (SELECT 1 FROM job_status j WHERE j.status = 'active' AND j.worker_process = w.worker_id)"
+        " ORDER BY w.started_at DESC, w.worker_id",
+        (seen_within, seen_within),
+    ).fetchall()
+    names = (
+        "worker_id",
+        "hostname",
+        "pid",
+        "started_at",
+        "heartbeat_at",
+        "lease_expires_at",
+        "stopped_at",
+        "broker_id",
+    )
+    if not rows:
+        now, total = database.execute_sql("SELECT clock_timestamp(), count(*) FROM workers").fetchone()
+        return [], now, total
+    return [dict(zip(names, row[:-2], strict=True)) for row in rows], rows[0][-2], rows[0][-1]
+
+
+def active_jobs() -> dict[str, list[str]]:
+    """The ids of the active jobs, by the worker process running them (the partial index of 0005)."""
+    rows = database.execute_sql(
+        "SELECT worker_process, job_id::text FROM job_status WHERE status = 'active'"
+        " ORDER BY worker_process, updated_at"
+    ).fetchall()
+    running: dict[str, list[str]] = {}
+    for worker, job_id in rows:
+        running.setdefault(worker, []).append(job_id)
+    return running
+
+
+def job_counts() -> tuple[list[dict[str, Any]], datetime]:
+    """Jobs by type, status and (public) queue, with how many of the waiting ones are not due yet
+    (a delay, a retry's backoff); and the database's clock. A pass over the whole table: an
+    operator's question, not something to poll."""
+    rows = database.execute_sql(
+        "SELECT job_type, status, regexp_replace(queue, '[.]DQ$', '') AS public_queue, count(*),"
+        "       count(*) FILTER (WHERE status IN ('pending', 'retrying') AND scheduled_for > now()), now()"
+        "  FROM job_status GROUP BY job_type, status, public_queue ORDER BY job_type, status, public_queue"
+    ).fetchall()
+    names = ("job_type", "status", "queue", "jobs", "not_due")
+    now = rows[0][-1] if rows else database.execute_sql("SELECT now()").fetchone()[0]
+    return [dict(zip(names, row[:-1], strict=True)) for row in rows], now
+
+
+def oldest_waiting_job() -> dict[str, Any] | None:
+    """The waiting job that has been due the longest (since it was sent, or since its delay or its
+    retry's backoff ran out), with that moment as `due_since`."""
+    row = database.execute_sql(
+        "SELECT job_id::text, job_type, status, COALESCE(scheduled_for, updated_at) AS due_since"
+        "  FROM job_status WHERE status IN ('pending', 'retrying') AND COALESCE(scheduled_for, updated_at) <= now()"
+        " ORDER BY due_since LIMIT 1"
+    ).fetchone()
+    return dict(zip(("job_id", "job_type", "status", "due_since"), row, strict=True)) if row else None

@@ -17,7 +17,7 @@ from middleware.log_format import configure_logging
 from middleware.settings import Settings
 
 from ..errors import DatabaseUnavailable, JobError
-from . import admin, reading, sending
+from . import admin, fleet, reading, sending
 from .common import EXIT_ERROR, EXIT_USAGE, Failure
 
 __all__ = ["main"]
@@ -61,6 +61,6 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jobctl", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default=os.environ.get("JOBS_LOG_LEVEL", "ERROR"))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (admin, sending, reading):
+    for module in (admin, sending, reading, fleet):
         module.register(commands)
     return parser

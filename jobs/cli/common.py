@@ -1,16 +1,27 @@
-"""What the subcommands share: errors with their exit codes, JSON output, looking up users."""
+"""What the subcommands share: errors with their exit codes, JSON output, how times and text are
+printed, and finding the users, organizations and jobs that an operator names."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+import shutil
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from middleware.settings import Settings
 
-from ..errors import JobError
+from ..errors import JobError, JobNotFound
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+
+T = TypeVar("T")
+
+# Control characters (a job's error is the job's text, not ours) would move the cursor or
+# recolour the terminal: each is printed as a space.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class UsageError(JobError):
@@ -35,13 +46,132 @@ def connect(settings: Settings) -> None:
     db.configure(settings.database_url, settings.db_limits())
 
 
-def resolve_user(value: str) -> str:
-    """A user id as given, or the id of the user with that email."""
-    if "@" not in value:
-        return value
-    from db.models import User
+def format_time(value: datetime | None) -> str:
+    """A moment as every command prints it: the day, the time to the second, and the time zone
+    (this machine's, by its name: `2026-11-29 14:03:07 UTC`)."""
+    if value is None:
+        return "-"
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
-    user = User.get_or_none(User.email == value)
+
+def format_age(seconds: float) -> str:
+    """A duration in one unit, rounded down: 42s, 12m, 5h, 3d."""
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def since_moment(value: str) -> datetime | timedelta:
+    """`--since`: a duration back from now (10m, 2h, 3d, 45s, 1w) or an ISO time (without a time
+    zone: this machine's)."""
+    found = re.fullmatch(r"(\d+)([smhdw])", value.strip())
+    if found:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[found[2]]
+        return timedelta(**{unit: int(found[1])})
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise UsageError(f"--since takes a duration (10m, 2h, 3d) or an ISO time, not {value!r}") from None
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def printable(text: str) -> str:
+    """`text` with no control character left in it."""
+    return _CONTROL.sub(" ", text)
+
+
+def one_line(text: str | None) -> str:
+    """The first line of `text`, printable."""
+    lines = (text or "").strip().splitlines()
+    return printable(lines[0]) if lines else ""
+
+
+def clip(text: str, width: int) -> str:
+    """`text` cut to `width` characters, the last of them an ellipsis when it was cut."""
+    if len(text) <= width:
+        return text
+    return (text[: width - 1] + "…") if width > 0 else ""
+
+
+def terminal_width() -> int:
+    """The terminal's width; 80 when stdout is not a terminal (a pipe, a file), or $COLUMNS."""
+    return shutil.get_terminal_size((80, 24)).columns
+
+
+def public_queue(queue: str | None) -> str | None:
+    """The queue's name as its actor declares it: a delayed message is recorded in Dramatiq's
+    internal delay queue (`default.DQ`)."""
+    return queue.removesuffix(".DQ") if queue else queue
+
+
+def in_scope(viewer: str | None, read: Callable[[], T]) -> T:
+    """Runs `read` as `viewer` (a user id: db.scope, row-level security), or with the rights of
+    the operator's connection, which sees every tenant, when there is no viewer."""
+    if viewer is None:
+        return read()
+    from db import scope
+
+    with scope.as_user(viewer):
+        return read()
+
+
+def find_user(value: str, viewer: str | None = None) -> dict[str, Any]:
+    """The user with this email or id (as `viewer` may see users); a UsageError naming the user
+    as typed otherwise."""
+    from db import queries
+
+    user = in_scope(viewer, lambda: queries.find_user(value))
     if user is None:
-        raise UsageError(f"no user with email {value}")
-    return str(user.id)
+        raise UsageError(f"no user {value}")
+    return user
+
+
+def resolve_user(value: str, viewer: str | None = None) -> str:
+    """The id of the user with this email or id (as `viewer` may see users)."""
+    return str(find_user(value, viewer)["id"])
+
+
+def resolve_organization(value: str, viewer: str | None = None) -> str:
+    """The id of the organization with this name or id (as `viewer` may see organizations)."""
+    from db import queries
+
+    organization = in_scope(viewer, lambda: queries.find_organization(value))
+    if organization is None:
+        raise UsageError(f"no organization {value}")
+    return str(organization["id"])
+
+
+def resolve_job_id(value: str, viewer: str | None) -> str:
+    """A job's full id from what was typed: the full id (returned as it is, without a lookup), or
+    the beginning of one, 8 hex digits at least, that begins the id of exactly one job that
+    `viewer` (a user id; None: the operator) may see.
+
+    Raises JobNotFound when no job matches, and UsageError for an ambiguous beginning or for
+    something that is not one.
+    """
+    from db import queries
+
+    full = queries.parse_uuid(value)
+    if full is not None:
+        return str(full)
+    try:
+        matches = in_scope(viewer, lambda: queries.job_ids_with_prefix(value, limit=2))
+    except ValueError:
+        raise UsageError(
+            f"not a job id: {value!r} (give the full id, or at least its first {queries.MIN_PREFIX} hex digits)"
+        ) from None
+    if not matches:
+        raise JobNotFound(value)
+    if len(matches) > 1:
+        raise UsageError(f"job id {value} is ambiguous: more than one job id begins with it (give more digits)")
+    return matches[0]
+
+
+def user_emails(user_ids: list[Any], viewer: str | None) -> dict[str, str]:
+    """Emails by user id, of the users `viewer` may see."""
+    from db import queries
+
+    wanted = [user for user in user_ids if user is not None]
+    return in_scope(viewer, lambda: queries.user_emails(wanted)) if wanted else {}

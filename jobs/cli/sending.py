@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from middleware.settings import Settings
 
 from ..errors import JobNotPublished, PermissionDenied, UnknownJobType
-from .common import EXIT_ERROR, Failure, UsageError, print_json, resolve_user
+from .common import EXIT_ERROR, Failure, UsageError, print_json, resolve_job_id, resolve_user
 
 # Jobs whose pending rows `jobctl send --count N` writes in one round trip (each batch all or none).
 SEND_BATCH = 1_000
@@ -43,7 +43,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser(
         "cancel", help="cancel a job on behalf of its owner or an org admin, or as an operator"
     )
-    command.add_argument("job_id")
+    command.add_argument("job_id", help="the full id, or its first 8+ hex digits")
     who = command.add_mutually_exclusive_group(required=True)
     who.add_argument("--as", dest="user", help="user id or email: the job's owner or an admin of its organization")
     who.add_argument(
@@ -58,7 +58,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     command.set_defaults(run=_cancel)
 
     command = commands.add_parser("retry", help="send a failed or cancelled job again, as a new job linked to it")
-    command.add_argument("job_id")
+    command.add_argument("job_id", help="the full id, or its first 8+ hex digits")
     command.add_argument("--as", dest="user", required=True, help="user id or email: its owner or an org admin")
     command.add_argument("--json", action="store_true")
     command.set_defaults(run=_retry)
@@ -120,12 +120,13 @@ def _cancel(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.operator is not None:
         operator = args.operator or _login_name()
-        result = service.cancel_job_as_operator(
-            args.job_id, operator, args.reason, admin_url=settings.admin_database_url
-        )
+        job_id = resolve_job_id(args.job_id, None)
+        result = service.cancel_job_as_operator(job_id, operator, args.reason, admin_url=settings.admin_database_url)
     else:
-        with _named_as_typed(args.user, args.job_id, "cancel"):
-            result = service.cancel_job(args.job_id, resolve_user(args.user), args.reason)
+        user = resolve_user(args.user)
+        job_id = resolve_job_id(args.job_id, user)
+        with _named_as_typed(args.user, job_id, "cancel"):
+            result = service.cancel_job(job_id, user, args.reason)
     if args.json:
         print_json(result.__dict__)
     elif result.outcome == "already_cancelled":
@@ -141,11 +142,13 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
 
     from .. import service
 
+    user = resolve_user(args.user)
+    job_id = resolve_job_id(args.job_id, user)
     try:
-        with _named_as_typed(args.user, args.job_id, "retry"):
-            result = service.retry_job(args.job_id, resolve_user(args.user))
+        with _named_as_typed(args.user, job_id, "retry"):
+            result = service.retry_job(job_id, user)
     except JobNotPublished as error:
-        raise Failure(f"the retry of job {args.job_id}: {error}", EXIT_ERROR) from None
+        raise Failure(f"the retry of job {job_id}: {error}", EXIT_ERROR) from None
     if args.json:
         print_json(result.__dict__)
     elif result.outcome == "already_retried":

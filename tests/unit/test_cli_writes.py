@@ -136,3 +136,15 @@ def test_an_operator_without_a_name_is_recorded_by_login_name(stub_broker, tenan
         "SELECT details FROM job_events WHERE job_id = %s::uuid AND event = 'cancelled'", (job_id,)
     ).fetchone()
     assert details == {"operator": "zed-oncall"}
+
+
+def test_cancel_and_retry_take_the_start_of_an_id_as_list_prints_it(stub_broker, tenants):
+    job_id = service.send_job("test_job", user_id=tenants.globex.members[0])
+    cancelled = jobctl("cancel", job_id[:8], "--as", "carol@globex.example")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout == f"job {job_id} cancelled\n"
+    retried = jobctl("retry", job_id[:8], "--as", "carol@globex.example")
+    assert retried.returncode == 0, retried.stderr
+    assert str(job_row(retried.stdout.strip())["retry_of"]) == job_id
+    hidden = jobctl("cancel", job_id[:8], "--as", "admin@acme.example")
+    assert (hidden.returncode, hidden.stderr) == (2, f"error: no job with id {job_id[:8]}\n")

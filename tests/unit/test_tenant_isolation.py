@@ -229,14 +229,14 @@ def test_jobctl_show_and_list_as_a_user(tenants, jobs):
 
     listed = jobctl("list", "--as", "alice@acme.example", "--json")
     assert listed.returncode == 0, listed.stderr
-    assert {job["job_id"] for job in json.loads(listed.stdout)} == set(jobs[alice])
+    assert {job["job_id"] for job in json.loads(listed.stdout)["jobs"]} == set(jobs[alice])
     hidden = jobctl("show", bobs_job, "--as", "alice@acme.example")
     assert (hidden.returncode, hidden.stderr.strip()) == (2, f"error: no job with id {bobs_job}")
     shown = jobctl("show", bobs_job, "--as", "admin@acme.example", "--json")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["job"]["status"] == "pending"
     stranger = jobctl("list", "--as", "nobody@acme.example")
-    assert (stranger.returncode, stranger.stderr.strip()) == (2, "error: no user with email nobody@acme.example")
+    assert (stranger.returncode, stranger.stderr.strip()) == (2, "error: no user nobody@acme.example")
 
 
 def test_workers_process_every_job_of_every_organization_with_rls_on(tenants, stub_broker, stub_worker):
