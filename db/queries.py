@@ -117,6 +117,13 @@ def job_ids_with_prefix(prefix: str, limit: int = 2) -> list[str]:
     return [str(row.job_id) for row in query.order_by(JobStatus.job_id).limit(limit)]
 
 
+def retried_as(job_id: object) -> str | None:
+    """The id of the job's retry, if it was retried (job_status_retry_of_idx)."""
+    key = parse_uuid(job_id)
+    row = None if key is None else JobStatus.select(JobStatus.job_id).where(JobStatus.retry_of == key).first()
+    return None if row is None else str(row.job_id)
+
+
 def job_events(job_id: object, *, after_id: int | None = None) -> list[dict[str, Any]]:
     """The job's events, oldest first; `after_id`: only those appended after that one (the index
     on (job_id, id) finds them however long the history)."""

@@ -94,7 +94,8 @@ def run_demo(settings: Settings, *, processes: int, threads: int, timeout: float
     retried = jobs[index]
     owner = tenants["organizations"][plan[index].org]["users"][1]
     print(
-        f"\nhistory of 'fails twice, then works', as its owner sees it (jobctl show {retried} --as {owner['email']}):"
+        f"\nhistory of 'fails twice, then works', as its owner sees it\n"
+        f"(jobctl show {retried[:8]} --as {owner['email']}):"
     )
     for event in service.job_history(retried, as_user=owner["id"]):
         change = f"{event['from_status'] or ''} -> {event['to_status']}" if event["to_status"] else ""

@@ -73,11 +73,15 @@ def show_lines(job: dict, events: list[dict], people: People, *, operator: bool)
     from db import queries
 
     organization = in_scope(people.viewer, lambda: queries.organization_names([job["organization_id"]]))
+    retry = in_scope(people.viewer, lambda: queries.retried_as(job["job_id"]))
     error = error_line(job)
     arguments = job["kwargs"] if not job["args"] else {"args": job["args"], "kwargs": job["kwargs"]}
     cancelled = None
     if job["cancelled_at"] is not None:
         by = f" by {people.user(job['cancelled_by'])}" if job["cancelled_by"] else ""
+        operator_name = next((e["details"].get("operator") for e in events if e["event"] == "cancelled"), None)
+        if operator_name:
+            by = f" by operator {one_line(operator_name)}"
         cancelled = format_time(job["cancelled_at"]) + by
     fields = [
         ("job", str(job["job_id"])),
@@ -86,6 +90,9 @@ def show_lines(job: dict, events: list[dict], people: People, *, operator: bool)
         ("owner", people.user(job["user_id"])),
         ("organization", organization.get(str(job["organization_id"]), str(job["organization_id"]))),
         ("course", job["course_id"] and str(job["course_id"])),
+        ("key", job["idempotency_key"] and one_line(job["idempotency_key"])),
+        ("retry of", job["retry_of"] and str(job["retry_of"])),
+        ("retried as", retry),
         ("progress", f"{job['progress']}%  {one_line(job['progress_message'])}".rstrip()),
         ("arguments", json_text(arguments)),
         ("result", None if job["result"] is None else json_text(job["result"])),

@@ -73,6 +73,7 @@ def test_an_operator_cancels_without_an_org_admins_identity(stub_broker, tenants
         (job_id,),
     ).fetchone()
     assert (event, actor, details) == ("cancelled", None, {"reason": "runaway", "operator": "dana-oncall"})
+    assert " by operator dana-oncall" in jobctl("show", job_id).stdout
 
 
 def test_neither_workers_nor_users_may_cancel_as_an_operator(stub_broker, tenants, settings):
@@ -112,6 +113,9 @@ def test_retry_through_the_command_line(stub_broker, tenants):
     again = jobctl("retry", job_id, "--as", "alice@acme.example")
     assert again.stdout == f"job {job_id} was already retried as {new_id}: nothing sent\n"
     assert [e[0] for e in events(job_id)][-2:] == ["retry_refused", "retried"]
+    # Linked both ways, as show prints them.
+    assert f"retried as  {new_id}" in jobctl("show", job_id).stdout
+    assert f"retry of  {job_id}" in jobctl("show", new_id, "--as", "alice@acme.example").stdout
 
 
 def test_piping_into_head_ends_quietly(stub_broker, tenants):
