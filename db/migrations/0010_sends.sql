@@ -141,17 +141,28 @@ BEGIN
                         v_options;
 END $$;
 
--- A cancellation by an operator (platform staff, not a user of the job's organization): the
--- same change as a user's (job_cancel), recorded with the operator's name instead of a user.
-CREATE FUNCTION job_cancel_by_operator(p_job_id uuid, p_operator text, p_reason text)
+-- A cancellation, by a user (p_user: the owner or an admin of the job's organization; refused
+-- and recorded otherwise) or by an operator (p_operator, platform staff: no user, their name in
+-- the event). One body for both, so that an operator's cancellation is the same change. The
+-- outcomes of job_cancel (0004_cancellation.sql), which now calls it.
+CREATE FUNCTION job_cancel_by(p_job_id uuid, p_user uuid, p_operator text, p_reason text)
 RETURNS TABLE (outcome text, previous text, status text, attempts integer) LANGUAGE plpgsql
 SET search_path = pg_catalog, public AS $$
 DECLARE
     r job_status;
+    u users;
     v_now timestamptz;
+    v_who jsonb := jsonb_strip_nulls(jsonb_build_object('operator', p_operator));
 BEGIN
-    IF coalesce(length(p_operator), 0) NOT BETWEEN 1 AND 200 THEN
-        RAISE EXCEPTION 'an operator''s cancellation needs the operator''s name' USING ERRCODE = '22023';
+    IF (p_user IS NULL) = (p_operator IS NULL) OR length(p_operator) NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION 'a cancellation is by one user, or by one operator named in 1 to 200 characters'
+            USING ERRCODE = '22023';
+    END IF;
+    IF p_user IS NOT NULL THEN
+        SELECT * INTO u FROM users WHERE id = p_user;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'unknown user %', p_user USING ERRCODE = 'JB001';
+        END IF;
     END IF;
     SELECT * INTO r FROM job_status j WHERE j.job_id = p_job_id FOR UPDATE;
     IF NOT FOUND THEN
@@ -159,23 +170,42 @@ BEGIN
         RETURN;
     END IF;
     v_now := GREATEST(clock_timestamp(), r.updated_at);
+    IF p_user IS NOT NULL AND NOT (r.user_id = u.id OR (u.role = 'admin' AND u.organization_id = r.organization_id)) THEN
+        PERFORM job_event(p_job_id, 'cancel_refused', r.status, NULL, r.attempts, p_user, NULL,
+                          jsonb_build_object('why', 'not the owner nor an admin of its organization'), v_now);
+        RETURN QUERY SELECT 'forbidden', r.status, r.status, r.attempts;
+        RETURN;
+    END IF;
     IF r.status = 'cancelled' THEN
         RETURN QUERY SELECT 'already_cancelled', r.status, r.status, r.attempts;
         RETURN;
     END IF;
     IF r.status IN ('completed', 'failed') THEN
-        PERFORM job_event(p_job_id, 'cancel_refused', r.status, NULL, r.attempts, NULL, NULL,
-                          jsonb_build_object('why', 'the job has finished', 'operator', p_operator), v_now);
+        PERFORM job_event(p_job_id, 'cancel_refused', r.status, NULL, r.attempts, p_user, NULL,
+                          jsonb_build_object('why', 'the job has finished') || v_who, v_now);
         RETURN QUERY SELECT 'finished', r.status, r.status, r.attempts;
         RETURN;
     END IF;
     UPDATE job_status j
-       SET status = 'cancelled', cancelled_at = v_now, cancel_reason = p_reason, scheduled_for = NULL, updated_at = v_now
+       SET status = 'cancelled', cancelled_at = v_now, cancelled_by = p_user, cancel_reason = p_reason,
+           scheduled_for = NULL, updated_at = v_now
      WHERE j.job_id = p_job_id;
-    PERFORM job_event(p_job_id, 'cancelled', r.status, 'cancelled', r.attempts, NULL, NULL,
-                      jsonb_strip_nulls(jsonb_build_object('reason', p_reason, 'operator', p_operator)), v_now);
+    PERFORM job_event(p_job_id, 'cancelled', r.status, 'cancelled', r.attempts, p_user, NULL,
+                      jsonb_strip_nulls(jsonb_build_object('reason', p_reason)) || v_who, v_now);
     RETURN QUERY SELECT 'applied', r.status, 'cancelled'::text, r.attempts;
 END $$;
+
+CREATE OR REPLACE FUNCTION job_cancel(p_job_id uuid, p_user uuid, p_reason text)
+RETURNS TABLE (outcome text, previous text, status text, attempts integer) LANGUAGE sql
+SET search_path = pg_catalog, public AS $$
+    SELECT * FROM job_cancel_by(p_job_id, p_user, NULL, p_reason);
+$$;
+
+CREATE FUNCTION job_cancel_by_operator(p_job_id uuid, p_operator text, p_reason text)
+RETURNS TABLE (outcome text, previous text, status text, attempts integer) LANGUAGE sql
+SET search_path = pg_catalog, public AS $$
+    SELECT * FROM job_cancel_by(p_job_id, NULL, coalesce(p_operator, ''), p_reason);
+$$;
 
 -- New functions are executable by PUBLIC by default: nobody gets one unless named here. Sends
 -- are the workers' and services' (jobs_worker); a retry is a user's act, as a cancellation is;

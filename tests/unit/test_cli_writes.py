@@ -79,9 +79,11 @@ def test_an_operator_cancels_without_an_org_admins_identity(stub_broker, tenants
 def test_neither_workers_nor_users_may_cancel_as_an_operator(stub_broker, tenants, settings):
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
     conn = psycopg2.connect(settings.database_url)  # the workers' and services' role
+    conn.autocommit = True
     try:
-        with pytest.raises(psycopg2.errors.InsufficientPrivilege), conn.cursor() as cursor:
-            cursor.execute("SELECT * FROM job_cancel_by_operator(%s, 'mallory', NULL)", (job_id,))
+        for call in ("job_cancel_by_operator(%s, 'mallory', NULL)", "job_cancel_by(%s, NULL, 'mallory', NULL)"):
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege), conn.cursor() as cursor:
+                cursor.execute(f"SELECT * FROM {call}", (job_id,))
     finally:
         conn.close()
     assert statuses([job_id]) == {job_id: "pending"}
