@@ -141,7 +141,7 @@ def tenants(settings, admin_db) -> SimpleNamespace:
 
     with admin_db.cursor() as cursor:
         cursor.execute(
-            "TRUNCATE job_events, job_status, course_modules, courses, users, organizations RESTART IDENTITY CASCADE"
+            "TRUNCATE job_events, job_status, workers, course_modules, courses, users, organizations RESTART IDENTITY CASCADE"
         )
     orgs = []
     for org in seed(settings.admin_database_url)["organizations"]:

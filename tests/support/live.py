@@ -21,7 +21,8 @@ class Live:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, **(env or {})},
+            # A command that doesn't end when told is made to say where it stands (see finish).
+            env={**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})},
         )
         #: Every line printed so far.
         self.lines: list[str] = []
@@ -61,7 +62,15 @@ class Live:
     def finish(self, timeout: float = 15.0) -> tuple[int, str]:
         """Waits for the command to end; its exit code and its stderr. The rest of its output is
         read into `lines`."""
-        code = self.process.wait(timeout=timeout)
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # faulthandler prints every thread's stack on SIGABRT.
+            self.process.send_signal(signal.SIGABRT)
+            self.process.wait(timeout=timeout)
+            raise AssertionError(
+                f"the command did not end within {timeout}s; its threads:\n" + self.process.stderr.read()
+            ) from None
         while (line := self._new.get(timeout=timeout)) is not None:
             self.lines.append(line)
         self._new.put(None)
