@@ -14,6 +14,10 @@ from collections.abc import Callable
 from tests.support.cli import JOBCTL
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Live:
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
@@ -23,6 +27,9 @@ class Live:
             text=True,
             # A command that doesn't end when told is made to say where it stands (see finish).
             env={**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})},
+            # Ctrl-C as at a terminal: a suite started in the background (`cmd &` in a script)
+            # hands its children SIGINT ignored, and Python then installs no handler for it.
+            preexec_fn=_default_sigint,
         )
         #: Every line printed so far.
         self.lines: list[str] = []
