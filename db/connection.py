@@ -104,11 +104,12 @@ def configure(url: str, limits: Limits | None = None) -> None:
     database.init(url, **(limits or Limits()).connect_params())
 
 
-def connect(url: str) -> Any:
-    """A psycopg2 connection of its own to `url`, outside Peewee's (migrations, the seed). libpq
-    quotes a malformed URL in its error, password and all: the error is raised again, masked."""
+def connect(url: str, limits: Limits | None = None) -> Any:
+    """A psycopg2 connection of its own to `url`, outside Peewee's (migrations, the seed, an
+    operator's cancellation), bounded by `limits` if given. libpq quotes a malformed URL in its
+    error, password and all: the error is raised again, masked."""
     try:
-        return psycopg2.connect(url)
+        return psycopg2.connect(url, **(limits.connect_params() if limits else {}))
     except psycopg2.Error as error:
         # On one line: libpq adds a hint on a line of its own.
         text = mask_secrets(" ".join(str(error).split()))

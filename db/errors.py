@@ -31,6 +31,14 @@ class UnknownCourse(JobError):
         self.course_id, self.user_id = course_id, user_id
 
 
+class KeyTaken(JobError):
+    """An idempotency key given to a job of another type: a key names one job."""
+
+    def __init__(self, key: str, job_id: str, job_type: str) -> None:
+        super().__init__(f"the key {key!r} was given to job {job_id}, of type {job_type}: a key names one job")
+        self.key, self.job_id, self.job_type = key, job_id, job_type
+
+
 class ScopeError(RuntimeError):
     """as_user() was entered inside a transaction, whose identity would outlive the scope."""
 

@@ -106,14 +106,17 @@ def _position(cursor: str) -> tuple[datetime, str]:
     return _EPOCH + timedelta(microseconds=micros), str(UUID(bytes=raw[8:]))
 
 
-def job_ids_with_prefix(prefix: str, limit: int = 2) -> list[str]:
+def job_ids_with_prefix(prefix: str, limit: int = 2, organization_id: object = None) -> list[str]:
     """The ids of the jobs whose id begins with these hex digits (MIN_PREFIX of them at least),
-    in order, `limit` at most: one range scan of the primary key (uuids compare as their bytes)."""
+    of one organization if given, in order, `limit` at most: one range scan of the primary key
+    (uuids compare as their bytes)."""
     digits = prefix.replace("-", "").lower()
     if not _HEX_PREFIX.fullmatch(digits):
         raise ValueError(f"not the beginning of a job id: {prefix!r}")
     low, high = UUID(digits.ljust(32, "0")), UUID(digits.ljust(32, "f"))
     query = JobStatus.select(JobStatus.job_id).where(JobStatus.job_id.between(low, high))
+    if organization_id is not None:
+        query = query.where(JobStatus.organization_id == organization_id)
     return [str(row.job_id) for row in query.order_by(JobStatus.job_id).limit(limit)]
 
 

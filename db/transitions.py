@@ -8,6 +8,7 @@ translate their answers.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,14 +19,15 @@ import psycopg2
 import psycopg2.extensions
 
 from . import storable
-from .connection import database, pgcode
-from .errors import UnknownCourse, UnknownUser
+from .connection import Limits, connect, database, pgcode
+from .errors import KeyTaken, UnknownCourse, UnknownUser
 from .group_commit import GroupCommit
 from .models import JobStatus
 from .queries import parse_uuid
 
 UNKNOWN_USER = "JB001"
 UNKNOWN_COURSE = "JB002"
+KEY_TAKEN = "JB003"
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,9 @@ def record_enqueued_many(
             raise UnknownUser(job.user_id)
         if job.course_id is not None and parse_uuid(job.course_id) is None:
             raise UnknownCourse(job.course_id, job.user_id)
+    # Ordered by key, so that two batches taking the same keys in other orders wait for each other
+    # instead of deadlocking on the key index; the answers come back in the order given.
+    ordered = sorted(enumerate(jobs), key=lambda item: (item[1].key is None, item[1].key or ""))
     payload = json.dumps(
         [
             {
@@ -134,7 +139,7 @@ def record_enqueued_many(
                 "options": j.options,
                 "key": j.key,
             }
-            for n, j in enumerate(jobs)
+            for n, j in ordered
         ]
     )
     try:
@@ -154,6 +159,11 @@ def record_enqueued_many(
         if code == UNKNOWN_COURSE:
             course = _refused(error, jobs, lambda j: j.course_id)
             raise UnknownCourse(course, next(j.user_id for j in jobs if j.course_id == course)) from None
+        if code == KEY_TAKEN:
+            # "the key K was given to job J of type T, not U"
+            key = _refused(error, jobs, lambda j: j.key)
+            found = re.search(r"given to job (\S+) of type (\S+),", str(error))
+            raise KeyTaken(key, *(found.groups() if found else ("?", "?"))) from None
         raise
     return [Recorded(str(job_id), created) for created, job_id in rows]
 
@@ -291,11 +301,11 @@ def cancel(job_id: str, reason: str | None) -> Outcome:
     return _outcome("SELECT * FROM job_cancel_request(%s::uuid, %s)", (job_id, reason))
 
 
-def cancel_by_operator(admin_url: str, job_id: str, operator: str, reason: str | None) -> Outcome:
+def cancel_by_operator(admin_url: str, limits: Limits, job_id: str, operator: str, reason: str | None) -> Outcome:
     """pending|retrying|active -> cancelled, by an operator (recorded with their name). It runs
-    on a connection of its own as an administrator (`admin_url`): the roles of workers and users
-    can't call it."""
-    conn = psycopg2.connect(admin_url, connect_timeout=5)
+    on a connection of its own as an administrator (`admin_url`, bounded by `limits`): the roles
+    of workers and users can't call it."""
+    conn = connect(admin_url, limits)
     try:
         with conn, conn.cursor() as cursor:
             cursor.execute("SELECT * FROM job_cancel_by_operator(%s::uuid, %s, %s)", (job_id, operator, reason))
@@ -321,11 +331,14 @@ class Retry:
     options: dict[str, Any] | None = None
 
 
-def retry(job_id: str, new_job_id: str) -> Retry:
+def retry(job_id: str, new_job_id: str, job_types: list[str]) -> Retry:
     """Records `new_job_id` as the retry of a failed or cancelled job, on behalf of the user of
     the current scope (db.scope.as_user), who must own it or be an admin of its organization:
-    its pending row and a 'retried' event on the old job, in one transaction."""
-    row = database.execute_sql("SELECT * FROM job_retry_request(%s::uuid, %s::uuid)", (job_id, new_job_id)).fetchone()
+    its pending row and a 'retried' event on the old job, in one transaction. A job of a type
+    not in `job_types` (those the caller can run) is not retried ('unknown_type')."""
+    row = database.execute_sql(
+        "SELECT * FROM job_retry_request(%s::uuid, %s::uuid, %s::text[])", (job_id, new_job_id, job_types)
+    ).fetchone()
     outcome, status, retry_id, job_type, user_id, course_id, args, kwargs, options = row
     return Retry(outcome, status, _text(retry_id), job_type, _text(user_id), _text(course_id), args, kwargs, options)
 

@@ -10,8 +10,11 @@ from dramatiq_abort import abort
 from dramatiq_abort.middleware import AbortMode
 
 from db import transitions
+from db.connection import Limits
 from db.queries import parse_uuid
 from db.scope import as_user
+from middleware.errors import one_line
+from middleware.publish import BROKER_ERRORS
 
 from .errors import JobAlreadyFinished, JobNotFound, PermissionDenied
 
@@ -27,6 +30,9 @@ class Cancellation:
     previous: str
     #: True when the job was running: an abort was sent to its worker.
     interrupting: bool
+    #: Why the abort of a running job could not be sent (the broker unreachable): the row is
+    #: cancelled all the same, so the job runs on to its end, whose write is refused.
+    abort_error: str | None = None
 
 
 def cancel_job(job_id: object, requested_by: object, reason: str | None = None) -> Cancellation:
@@ -50,7 +56,9 @@ def cancel_job(job_id: object, requested_by: object, reason: str | None = None) 
     return _settled(outcome, bound, job_id, requested_by)
 
 
-def cancel_job_as_operator(job_id: object, operator: str, reason: str | None = None, *, admin_url: str) -> Cancellation:
+def cancel_job_as_operator(
+    job_id: object, operator: str, reason: str | None = None, *, admin_url: str, limits: Limits | None = None
+) -> Cancellation:
     """Cancels a job as an operator (platform staff, not a user of its organization): the same
     change and interruption as cancel_job, recorded with the operator's name in its event. It
     runs as an administrator of the database (`admin_url`): workers and users can't. Raises
@@ -60,7 +68,7 @@ def cancel_job_as_operator(job_id: object, operator: str, reason: str | None = N
         raise JobNotFound(job_id)
     bound = log.bind(job_id=str(key), operator=operator, write="awaited")
     bound.info("cancel_requested", reason=reason)
-    outcome = transitions.cancel_by_operator(admin_url, str(key), operator, reason)
+    outcome = transitions.cancel_by_operator(admin_url, limits or Limits(), str(key), operator, reason)
     return _settled(outcome, bound, job_id, operator)
 
 
@@ -80,10 +88,16 @@ def _settled(outcome: transitions.Outcome, bound: Any, job_id: object, requested
     if outcome.outcome == "already_cancelled":
         bound.info("cancel_repeated")
         return Cancellation(key, "already_cancelled", outcome.previous, interrupting=False)
-    interrupting = outcome.previous == "active"
-    if interrupting:
-        # The row already says cancelled, so this only stops the work sooner: if the abort is
-        # lost or expires, the attempt's end is refused and no later delivery runs.
+    if outcome.previous != "active":
+        bound.info("cancel_granted", interrupting=False)
+        return Cancellation(key, "cancelled", outcome.previous, interrupting=False)
+    # The row already says cancelled, so this only stops the work sooner: if the abort is lost,
+    # expires or can't be sent, the attempt's end is refused and no later delivery runs.
+    try:
         abort(key, mode=AbortMode.ABORT)
-    bound.info("cancel_granted", interrupting=interrupting)
-    return Cancellation(key, "cancelled", outcome.previous, interrupting)
+    except BROKER_ERRORS as error:
+        reason = one_line(error)
+        bound.warning("cancel_granted", interrupting=False, abort_error=reason)
+        return Cancellation(key, "cancelled", outcome.previous, interrupting=False, abort_error=reason)
+    bound.info("cancel_granted", interrupting=True)
+    return Cancellation(key, "cancelled", outcome.previous, interrupting=True)

@@ -6,9 +6,8 @@ here, so that a service catches them from one place.
 
 from __future__ import annotations
 
-from db.errors import DatabaseUnavailable, JobError, MigrationChanged, UnknownCourse, UnknownUser
+from db.errors import DatabaseUnavailable, JobError, KeyTaken, MigrationChanged, UnknownCourse, UnknownUser
 from middleware.errors import (
-    AlreadySent,
     InvalidArguments,
     JobNotPublished,
     JobNotRecorded,
@@ -19,7 +18,6 @@ from middleware.errors import (
 )
 
 __all__ = [
-    "AlreadySent",
     "DatabaseUnavailable",
     "InvalidArguments",
     "JobAlreadyFinished",
@@ -30,6 +28,7 @@ __all__ = [
     "JobNotRetryable",
     "JobRejected",
     "JobStartNotRecorded",
+    "KeyTaken",
     "MigrationChanged",
     "MissingOwner",
     "PermissionDenied",

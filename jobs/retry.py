@@ -10,7 +10,7 @@ import structlog
 from db import transitions
 from db.queries import parse_uuid
 from db.scope import as_user
-from middleware.options import OWNER, RECORDED, RECORDED_IN_BATCH
+from middleware.options import OWNER, PUBLISH_ONLY, RECORDED
 from middleware.publish import recorded_before
 
 from .errors import JobNotFound, JobNotRetryable, PermissionDenied, UnknownJobType
@@ -48,7 +48,7 @@ def retry_job(job_id: object, requested_by: object) -> Retried:
     new_id = str(uuid.uuid4())
     bound = log.bind(job_id=str(key), requested_by=str(requested_by), write="awaited")
     with as_user(requested_by):
-        retry = transitions.retry(str(key), new_id)
+        retry = transitions.retry(str(key), new_id, sorted(JOB_TYPES))
     bound = bound.bind(outcome=retry.outcome, status=retry.status)
     if retry.outcome == "missing":
         bound.warning("retry_refused", why="no such job")
@@ -59,14 +59,14 @@ def retry_job(job_id: object, requested_by: object) -> Retried:
     if retry.outcome == "not_retryable":
         bound.warning("retry_refused", why=f"the job is {retry.status}")
         raise JobNotRetryable(job_id, retry.status)
+    if retry.outcome == "unknown_type":
+        bound.warning("retry_refused", why=f"no actor runs {retry.job_type}")
+        raise UnknownJobType(retry.job_type, list(JOB_TYPES))
     assert retry.job_id is not None
     if retry.outcome == "already_retried":
         bound.info("retry_repeated", retry_job_id=retry.job_id)
         return Retried(retry.job_id, str(key), retry.outcome)
-    actor = JOB_TYPES.get(retry.job_type)
-    if actor is None:
-        # Recorded, but no code of this release runs it: reconcile will keep offering it.
-        raise UnknownJobType(retry.job_type, list(JOB_TYPES))
+    actor = JOB_TYPES[retry.job_type]
     # Its row is committed (the enqueue only publishes it), with these arguments and options.
     message = actor.message_with_options(
         args=tuple(retry.args),
@@ -74,8 +74,8 @@ def retry_job(job_id: object, requested_by: object) -> Retried:
         **retry.options,
         **{OWNER: {"user_id": retry.user_id, "course_id": retry.course_id}},
     ).copy(message_id=new_id)
-    message.options[RECORDED] = True
-    message.options[RECORDED_IN_BATCH] = True
+    message.options[RECORDED] = True  # for its later enqueues (a delay, a retry): the same job
+    message.options[PUBLISH_ONLY] = True
     with recorded_before([new_id]):
         actor.broker.enqueue(message)
     bound.info("job_retried", retry_job_id=new_id, transition="-> pending")

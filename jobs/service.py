@@ -106,7 +106,7 @@ def send_jobs(
         raise RuntimeError(f"the broker of {job_type} has no SendRecorder: jobs would not be recorded")
     ids = recorder.record_batch(broker, messages, delay_ms)
     new = [message for message, job_id in zip(messages, ids, strict=True) if job_id == message.message_id]
-    with recorded_before([message.message_id for message in new]):
+    with recorded_before(ids):
         publish_many(broker, new, delay_ms)
     return ids
 

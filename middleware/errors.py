@@ -9,7 +9,13 @@ from __future__ import annotations
 from dramatiq.errors import Retry
 from dramatiq.middleware import MiddlewareError
 
-from db.errors import JobError, UnknownCourse, UnknownUser
+from db.errors import JobError, KeyTaken, UnknownCourse, UnknownUser
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of an error's message, or its type when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 class JobRejected(JobError, MiddlewareError):
@@ -35,6 +41,10 @@ class UnknownUserRejected(JobRejected, UnknownUser):
 
 class UnknownCourseRejected(JobRejected, UnknownCourse):
     """A send for a course outside its user's organization (catch it as UnknownCourse)."""
+
+
+class KeyTakenRejected(JobRejected, KeyTaken):
+    """A send whose idempotency key its user gave to a job of another type (catch it as KeyTaken)."""
 
 
 class JobNotRecorded(JobRejected):
@@ -72,7 +82,7 @@ class JobNotPublished(JobError):
     def __init__(self, job_ids: list[str], cause: BaseException) -> None:
         which = f"job {job_ids[0]} is" if len(job_ids) == 1 else f"{len(job_ids)} jobs ({job_ids[0]} ...) are"
         it = "it" if len(job_ids) == 1 else "they"
-        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        reason = one_line(cause)
         super().__init__(
             f"{which} recorded but the broker is unreachable ({reason}): {it} will be sent when the broker is back"
         )

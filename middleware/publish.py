@@ -13,7 +13,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis, dq_name
 from dramatiq.errors import BrokerError
 
-from .errors import JobNotPublished
+from .errors import JobNotPublished, one_line
 
 log = structlog.get_logger(__name__)
 
@@ -75,7 +75,7 @@ def recorded_before(job_ids: list[str]) -> Iterator[None]:
             "publish_failed",
             job_id=job_ids[0],
             count=len(job_ids),
-            error=str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__,
+            error=one_line(error),
             outcome="recorded, will be published by reconcile",
         )
         raise JobNotPublished(job_ids, error) from error

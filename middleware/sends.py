@@ -6,22 +6,24 @@ import peewee
 import psycopg2.extensions
 import structlog
 from dramatiq import Broker, Message
+from dramatiq.common import q_name
 from dramatiq.middleware import Middleware
 
 from db import storable, transitions
 from db.connection import database, reconnecting
-from db.errors import DatabaseUnavailable, UnknownCourse, UnknownUser
+from db.errors import DatabaseUnavailable, KeyTaken, UnknownCourse, UnknownUser
 
 from .errors import (
     AlreadySent,
     InvalidArguments,
     JobNotRecorded,
+    KeyTakenRejected,
     MissingOwner,
     SendInTransaction,
     UnknownCourseRejected,
     UnknownUserRejected,
 )
-from .options import OWNER, RECORDED, RECORDED_IN_BATCH, durable
+from .options import OWNER, PUBLISH_ONLY, RECORDED, durable
 from .retry_policy import max_attempts
 
 log = structlog.get_logger(__name__)
@@ -55,7 +57,7 @@ class SendRecorder(Middleware):
 
     def before_enqueue(self, broker: Broker, message: Message, delay: int | None) -> None:
         # Popped, not read: the option must not travel with the message to its later enqueues.
-        if message.options.pop(RECORDED_IN_BATCH, False):
+        if message.options.pop(PUBLISH_ONLY, False):
             return
         if message.options.get(RECORDED):
             if delay is not None:
@@ -86,14 +88,15 @@ class SendRecorder(Middleware):
         if not messages:
             return []
         owners = [m.options.get(OWNER) or {} for m in messages]
-        repeated = _first_repeated([(o.get("user_id"), o["key"]) for o in owners if o.get("key") is not None])
+        keyed = [(o.get("user_id"), _key(m.actor_name, o.get("key"))) for o, m in zip(owners, messages, strict=True)]
+        repeated = _first_repeated([pair for pair in keyed if pair[1] is not None])
         if repeated is not None:
             raise InvalidArguments(messages[0].actor_name, f"the key {repeated[1]!r} is given to two jobs of the batch")
         recorded = self._record_pending(broker, messages, delay)
         created = sum(r.created for r in recorded)
         for message in messages:
             message.options[RECORDED] = True
-            message.options[RECORDED_IN_BATCH] = True
+            message.options[PUBLISH_ONLY] = True
         log.info(
             "jobs_enqueued",
             job_type=messages[0].actor_name,
@@ -141,7 +144,8 @@ class SendRecorder(Middleware):
         def insert() -> list[transitions.Recorded]:
             return transitions.record_enqueued_many(
                 job_type=first.actor_name,
-                queue=first.queue_name,
+                # The queue, not its delay queue: RedisBroker renamed a delayed message's copy.
+                queue=q_name(first.queue_name),
                 max_attempts=max_attempts(broker, first),
                 delay_ms=delay,
                 jobs=jobs,
@@ -153,6 +157,8 @@ class SendRecorder(Middleware):
             raise UnknownUserRejected(error.user_id) from None
         except UnknownCourse as error:
             raise UnknownCourseRejected(error.course_id, error.user_id) from None
+        except KeyTaken as error:
+            raise KeyTakenRejected(error.key, error.job_id, error.job_type) from None
         except (DatabaseUnavailable, peewee.DatabaseError, peewee.InterfaceError) as error:
             which = (
                 f"{first.actor_name} {first.message_id} was"

@@ -82,7 +82,7 @@ from db.fixtures import seed  # noqa: E402
 from jobs import service  # noqa: E402
 from middleware import SendRecorder  # noqa: E402
 from middleware.log_format import configure_logging  # noqa: E402
-from middleware.options import RECORDED_IN_BATCH  # noqa: E402
+from middleware.options import PUBLISH_ONLY  # noqa: E402
 
 DONE_KEY = "jobs-bench:done"
 CONFIGS = ("bare", "full", "full-batch", "bare-paced", "full-paced")
@@ -135,7 +135,7 @@ class Bench:
         before_enqueue, record_batch = self.recorder.before_enqueue, self.recorder.record_batch
 
         def timed_enqueue(broker: Any, message: Any, delay: Any) -> None:
-            if message.options.get(RECORDED_IN_BATCH):
+            if message.options.get(PUBLISH_ONLY):
                 # Its row was written by the batch, timed below: nothing to record here.
                 return before_enqueue(broker, message, delay)
             started = time.perf_counter()

@@ -10,6 +10,14 @@ CREATE UNIQUE INDEX job_status_key_idx ON job_status (user_id, idempotency_key) 
 CREATE UNIQUE INDEX job_status_retry_of_idx ON job_status (retry_of) WHERE retry_of IS NOT NULL;
 -- No foreign key on retry_of: deleting an old finished job must not have to touch its retry.
 
+-- A job's queue is the queue its actor consumes, never Redis' delay queue of it (`default.DQ`):
+-- a job sent with a delay was recorded with that name, and once due (in `default`) reconcile
+-- looked for it in the wrong place and sent it again. Waiting and running rows are put right;
+-- finished ones can't change, and the constraint holds for every row from now on.
+UPDATE job_status SET queue = regexp_replace(queue, '\.(DQ|XQ)$', '')
+ WHERE queue ~ '\.(DQ|XQ)$' AND status IN ('pending', 'retrying', 'active');
+ALTER TABLE job_status ADD CONSTRAINT job_status_queue_check CHECK (queue !~ '\.(DQ|XQ)$') NOT VALID;
+
 -- Both are facts about how the job came to be: fixed once written.
 CREATE FUNCTION job_status_origin_fixed() RETURNS trigger LANGUAGE plpgsql
 SET search_path = pg_catalog, public AS $$
@@ -25,8 +33,9 @@ CREATE TRIGGER job_status_origin_fixed BEFORE UPDATE OF idempotency_key, retry_o
 
 -- Records a send: the pending row and its 'enqueued' event, or nothing when the send is one
 -- already recorded. Returns whether it was new, and the job the send stands for: itself, or
--- the user's earlier job with the same key (whatever became of it). p_actor is who asked, when
--- not the owner (a retry by an admin).
+-- the user's earlier job with the same key (whatever became of it; a key given to a job of
+-- another type is refused: a key names one job). p_actor is who asked, when not the owner (a
+-- retry by an admin). p_queue may name the delay queue: the queue is recorded.
 CREATE FUNCTION job_send(
     p_job_id uuid, p_job_type text, p_queue text, p_user_id uuid, p_course_id uuid,
     p_args jsonb, p_kwargs jsonb, p_options jsonb, p_max_attempts integer, p_delay_ms bigint,
@@ -36,7 +45,7 @@ SET search_path = pg_catalog, public AS $$
 DECLARE
     v_org uuid;
     v_now timestamptz;
-    v_first uuid;
+    v_first job_status;
 BEGIN
     SELECT u.organization_id INTO v_org FROM users u WHERE u.id = p_user_id;
     IF NOT FOUND THEN
@@ -54,7 +63,7 @@ BEGIN
     INSERT INTO job_status (job_id, job_type, queue, organization_id, user_id, course_id,
                             max_attempts, args, kwargs, options, scheduled_for, created_at, updated_at,
                             idempotency_key, retry_of)
-    VALUES (p_job_id, p_job_type, p_queue, v_org, p_user_id, p_course_id,
+    VALUES (p_job_id, p_job_type, regexp_replace(p_queue, '\.(DQ|XQ)$', ''), v_org, p_user_id, p_course_id,
             p_max_attempts, p_args, p_kwargs, COALESCE(p_options, '{}'),
             v_now + p_delay_ms * interval '1 millisecond', v_now, v_now, p_key, p_retry_of)
     ON CONFLICT DO NOTHING;
@@ -66,9 +75,13 @@ BEGIN
         RETURN;
     END IF;
     IF p_key IS NOT NULL THEN
-        SELECT j.job_id INTO v_first FROM job_status j WHERE j.user_id = p_user_id AND j.idempotency_key = p_key;
+        SELECT * INTO v_first FROM job_status j WHERE j.user_id = p_user_id AND j.idempotency_key = p_key;
+        IF FOUND AND v_first.job_type <> p_job_type THEN
+            RAISE EXCEPTION 'the key % was given to job % of type %, not %', p_key, v_first.job_id,
+                v_first.job_type, p_job_type USING ERRCODE = 'JB003';
+        END IF;
     END IF;
-    RETURN QUERY SELECT false, COALESCE(v_first, p_job_id);
+    RETURN QUERY SELECT false, COALESCE(v_first.job_id, p_job_id);
 END $$;
 
 -- The previous release's send, for its workers while both run.
@@ -86,9 +99,10 @@ $$;
 -- The requester is the identity of the transaction (db.scope.as_user), and must own the job or
 -- be an admin of its organization. Outcomes: 'retried', 'already_retried' (with its retry's
 -- id: nothing new), 'forbidden' and 'not_retryable' (recorded), 'missing' (another
--- organization's job, or none: nothing recorded). The new job's type, arguments and options
--- are returned, so that the caller publishes exactly what was recorded.
-CREATE FUNCTION job_retry_request(p_job_id uuid, p_new_job_id uuid)
+-- organization's job, or none: nothing recorded), 'unknown_type' (no code of the caller's
+-- release runs that type, p_job_types: nothing recorded). The new job's type, arguments and
+-- options are returned, so that the caller publishes exactly what was recorded.
+CREATE FUNCTION job_retry_request(p_job_id uuid, p_new_job_id uuid, p_job_types text[])
 RETURNS TABLE (outcome text, status text, job_id uuid, job_type text, user_id uuid, course_id uuid, args jsonb,
                kwargs jsonb, options jsonb)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
@@ -132,9 +146,16 @@ BEGIN
                             NULL::jsonb, NULL::jsonb;
         RETURN;
     END IF;
+    IF NOT r.job_type = ANY (p_job_types) THEN
+        RETURN QUERY SELECT 'unknown_type', r.status, NULL::uuid, r.job_type, NULL::uuid, NULL::uuid, NULL::jsonb,
+                            NULL::jsonb, NULL::jsonb;
+        RETURN;
+    END IF;
     v_options := r.options - 'retries';
-    PERFORM job_send(p_new_job_id, r.job_type, r.queue, r.user_id, r.course_id, r.args, r.kwargs,
-                     v_options, r.max_attempts, NULL, NULL, p_job_id, v_user);
+    IF NOT (SELECT s.created FROM job_send(p_new_job_id, r.job_type, r.queue, r.user_id, r.course_id, r.args,
+                                           r.kwargs, v_options, r.max_attempts, NULL, NULL, p_job_id, v_user) s) THEN
+        RAISE EXCEPTION 'job % exists already: a retry needs a new id', p_new_job_id USING ERRCODE = 'unique_violation';
+    END IF;
     PERFORM job_event(p_job_id, 'retried', r.status, NULL, r.attempts, v_user, NULL,
                       jsonb_build_object('retry_job_id', p_new_job_id), v_now);
     RETURN QUERY SELECT 'retried', r.status, p_new_job_id, r.job_type, r.user_id, r.course_id, r.args, r.kwargs,
@@ -212,8 +233,6 @@ $$;
 -- an operator's cancellation is the administrators' only (the login that migrates), never a
 -- worker's or a user's.
 REVOKE ALL ON ALL ROUTINES IN SCHEMA public FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION
-    job_send(uuid, text, text, uuid, uuid, jsonb, jsonb, jsonb, integer, bigint, text, uuid, uuid),
-    job_status_origin_fixed()
+GRANT EXECUTE ON FUNCTION job_send(uuid, text, text, uuid, uuid, jsonb, jsonb, jsonb, integer, bigint, text, uuid, uuid)
     TO jobs_worker;
-GRANT EXECUTE ON FUNCTION job_retry_request(uuid, uuid) TO jobs_user;
+GRANT EXECUTE ON FUNCTION job_retry_request(uuid, uuid, text[]) TO jobs_user;

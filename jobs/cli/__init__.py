@@ -1,4 +1,5 @@
-"""The `jobctl` command: migrate, seed, send, cancel, retry, show, list, workers, stats, worker, demo.
+"""The `jobctl` command: migrate, seed, send, cancel, retry, show, list, workers, stats, reap, reconcile,
+worker, demo.
 
 Each group of subcommands lives in its own module and adds itself to the parser (`register`);
 this module maps every error to one line on stderr and an exit code.
@@ -11,7 +12,9 @@ import os
 import sys
 
 import peewee
+import psycopg2
 
+from db.connection import pgcode
 from db.redact import mask_secrets
 from middleware.log_format import configure_logging
 from middleware.settings import Settings
@@ -21,6 +24,9 @@ from . import admin, fleet, reading, sending
 from .common import EXIT_ERROR, EXIT_USAGE, Failure
 
 __all__ = ["main"]
+
+UNDEFINED_TABLE = "42P01"
+UNDEFINED_FUNCTION = "42883"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,15 +44,26 @@ def main(argv: list[str] | None = None) -> int:
     except Failure as failure:
         print(f"error: {failure}", file=sys.stderr)
         return failure.exit_code
-    except (peewee.OperationalError, DatabaseUnavailable) as error:
-        # libpq quotes a URL it can't use (taken for a database name), password and all.
-        print(f"error: database unreachable: {mask_secrets(str(error).strip())}", file=sys.stderr)
+    except (peewee.DatabaseError, psycopg2.Error, DatabaseUnavailable) as error:
+        print(f"error: {_database_error(error)}", file=sys.stderr)
         return EXIT_ERROR
     except (JobError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+
+
+def _database_error(error: BaseException) -> str:
+    """One line for what the database answered; libpq quotes a URL it can't use (taken for a
+    database name), password and all, so the text is masked."""
+    text = mask_secrets(" ".join(str(error).split()))
+    code = pgcode(error)
+    if isinstance(error, DatabaseUnavailable) or code is None or code.startswith("08"):
+        return f"database unreachable: {text}"
+    if code in (UNDEFINED_TABLE, UNDEFINED_FUNCTION):
+        return f"the database's schema is not this release's (run `jobctl migrate`): {text}"
+    return f"the database refused: {text}"
 
 
 def _closed_stdout() -> int:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
+from db.redact import mask_url
 from middleware.settings import Settings
 
 from .common import connect, format_age, format_time, print_json, terminal_width
@@ -137,16 +137,6 @@ def broker_depth(settings: Settings, queues: list[str]) -> dict[str, Depth]:
         client.close()
 
 
-def public_url(url: str) -> str:
-    """The URL without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def _stats(args: argparse.Namespace, settings: Settings) -> int:
     import redis
 
@@ -164,7 +154,7 @@ def _stats(args: argparse.Namespace, settings: Settings) -> int:
         broker_error = None
     except redis.RedisError as error:
         # The database's half is still worth printing: say why this column is empty.
-        depths, broker_error = None, f"unreachable at {public_url(settings.redis_url)}: {error}"
+        depths, broker_error = None, f"unreachable at {mask_url(settings.redis_url)}: {error}"
     if args.json:
         for name, rows_of in queues.items():
             rows_of["broker"] = depths and {**asdict(depths[name]), "total": depths[name].total}

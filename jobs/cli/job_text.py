@@ -53,18 +53,25 @@ def json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def job_json(job: dict, people: People) -> dict:
-    """The row as `--json` prints it: whole, with the users' emails and the public queue name."""
+# What the human output shows operators only (server paths, host names): JSON withholds it from
+# users as well.
+OPERATORS_ONLY = ("error_stack", "worker_id", "worker_process")
+
+
+def job_json(job: dict, people: People, *, operator: bool) -> dict:
+    """The row as `--json` prints it: whole (for a user, without OPERATORS_ONLY), with the
+    users' emails and the public queue name."""
     return {
-        **job,
+        **{name: value for name, value in job.items() if operator or name not in OPERATORS_ONLY},
         "queue": public_queue(job["queue"]),
         "user_email": people.email(job["user_id"]),
         "cancelled_by_email": people.email(job["cancelled_by"]),
     }
 
 
-def event_json(event: dict, people: People) -> dict:
-    return {**event, "actor_email": people.email(event["actor_user_id"])}
+def event_json(event: dict, people: People, *, operator: bool) -> dict:
+    shown = {name: value for name, value in event.items() if operator or name not in OPERATORS_ONLY}
+    return {**shown, "actor_email": people.email(event["actor_user_id"])}
 
 
 def show_lines(job: dict, events: list[dict], people: People, *, operator: bool) -> list[str]:

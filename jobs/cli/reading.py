@@ -17,7 +17,7 @@ from typing import Any
 
 from middleware.settings import Settings
 
-from ..errors import JobNotFound
+from ..errors import JobNotFound, UnknownJobType
 from . import job_text
 from .common import (
     UsageError,
@@ -98,8 +98,8 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
     people.learn(job_text.user_ids(job, events))
     if args.json:
         document = {
-            "job": job_text.job_json(job, people),
-            "events": [job_text.event_json(event, people) for event in events],
+            "job": job_text.job_json(job, people, operator=viewer is None),
+            "events": [job_text.event_json(event, people, operator=viewer is None) for event in events],
         }
         if args.follow:
             print(json.dumps(document, default=str), flush=True)
@@ -125,7 +125,7 @@ def _follow(
         for event in new:
             last = event["id"]
             if args.json:
-                print(json.dumps(job_text.event_json(event, people), default=str))
+                print(json.dumps(job_text.event_json(event, people, operator=viewer is None), default=str))
             else:
                 print(job_text.event_line(event, people, operator=viewer is None))
         if (job["progress"], job["progress_message"]) != progress and job["status"] == "active":
@@ -151,7 +151,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
     rows, cursor = _page(filters, viewer, args)
     people.learn([user for row in rows for user in (row["user_id"], row["cancelled_by"])])
     if args.json:
-        print_json({"jobs": [job_text.job_json(row, people) for row in rows], "next": cursor})
+        print_json({"jobs": [job_text.job_json(row, people, operator=viewer is None) for row in rows], "next": cursor})
     else:
         print("\n".join(_list_lines(rows, people, cursor, args, terminal_width())))
     return 0
@@ -160,6 +160,11 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 def _filters(args: argparse.Namespace, viewer: str | None) -> dict[str, Any]:
     """The filters of the list, with the user and the organization found as the viewer sees
     them: one that names nothing is an error, not an empty list."""
+    if args.type is not None:
+        from actors import JOB_TYPES
+
+        if args.type not in JOB_TYPES:
+            raise UnknownJobType(args.type, list(JOB_TYPES))
     filters: dict[str, Any] = {"status": args.status, "job_type": args.type}
     if args.since:
         filters["since"] = since_moment(args.since)

@@ -10,9 +10,10 @@ import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from middleware.sends import MAX_KEY_LENGTH
 from middleware.settings import Settings
 
-from ..errors import JobNotPublished, PermissionDenied, UnknownJobType
+from ..errors import JobNotPublished, PermissionDenied, UnknownCourse, UnknownJobType
 from .common import EXIT_ERROR, Failure, UsageError, print_json, resolve_job_id, resolve_user
 
 # Jobs whose pending rows `jobctl send --count N` writes in one round trip (each batch all or none).
@@ -92,25 +93,39 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.job_type not in JOB_TYPES:
         raise UnknownJobType(args.job_type, list(JOB_TYPES))
+
+    if args.key is not None and args.count > 1 and len(f"{args.key}/{args.count}") > MAX_KEY_LENGTH:
+        raise UsageError(
+            f"--key is too long for --count {args.count}: the jobs' keys are KEY/1 ... KEY/{args.count}, "
+            f"{MAX_KEY_LENGTH} characters at most"
+        )
     user = resolve_user(args.user)
+    ids: list[str] = []
     try:
-        if args.count == 1:
-            ids = [service.send_job(args.job_type, user_id=user, args=job_args, delay_ms=args.delay_ms, key=args.key)]
-        else:
-            ids = []
-            for start in range(0, args.count, SEND_BATCH):
+        with _named_as_typed(args.user, None, "send"):
+            if args.count == 1:
+                ids = [
+                    service.send_job(args.job_type, user_id=user, args=job_args, delay_ms=args.delay_ms, key=args.key)
+                ]
+            for start in range(0, args.count if args.count > 1 else 0, SEND_BATCH):
                 size = min(SEND_BATCH, args.count - start)
                 batch = [dict(job_args) for _ in range(size)] if isinstance(job_args, dict) else [job_args] * size
                 keys = None if args.key is None else [f"{args.key}/{start + n + 1}" for n in range(size)]
                 ids += service.send_jobs(args.job_type, batch, user_id=user, delay_ms=args.delay_ms, keys=keys)
     except JobNotPublished as error:
-        # Recorded, so not to be sent again by hand (that would be a second job): say so, once.
+        # Recorded, so not to be sent again by hand (that would be second jobs): every recorded
+        # id is printed, and the error said once. Later batches were not sent.
+        _print_ids(ids + error.job_ids, args.json)
         raise Failure(str(error), EXIT_ERROR) from None
-    if args.json:
-        print_json(ids)
-    else:
-        print("\n".join(ids))
+    _print_ids(ids, args.json)
     return 0
+
+
+def _print_ids(ids: list[str], as_json: bool) -> None:
+    if as_json:
+        print_json(ids)
+    elif ids:
+        print("\n".join(ids), flush=True)
 
 
 def _cancel(args: argparse.Namespace, settings: Settings) -> int:
@@ -121,16 +136,23 @@ def _cancel(args: argparse.Namespace, settings: Settings) -> int:
     if args.operator is not None:
         operator = args.operator or _login_name()
         job_id = resolve_job_id(args.job_id, None)
-        result = service.cancel_job_as_operator(job_id, operator, args.reason, admin_url=settings.admin_database_url)
+        result = service.cancel_job_as_operator(
+            job_id, operator, args.reason, admin_url=settings.admin_database_url, limits=settings.db_limits()
+        )
     else:
         user = resolve_user(args.user)
-        job_id = resolve_job_id(args.job_id, user)
+        job_id = resolve_job_id(args.job_id, user, acting=True)
         with _named_as_typed(args.user, job_id, "cancel"):
             result = service.cancel_job(job_id, user, args.reason)
     if args.json:
         print_json(result.__dict__)
     elif result.outcome == "already_cancelled":
         print(f"job {result.job_id} was already cancelled: nothing changed")
+    elif result.abort_error:
+        print(
+            f"job {result.job_id} cancelled; it is running, and its worker could not be told to stop"
+            f" ({result.abort_error}): it runs to its end, which will not be recorded as its outcome"
+        )
     else:
         running = " (it was running: its worker is being interrupted)" if result.interrupting else ""
         print(f"job {result.job_id} cancelled{running}")
@@ -143,7 +165,7 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
     from .. import service
 
     user = resolve_user(args.user)
-    job_id = resolve_job_id(args.job_id, user)
+    job_id = resolve_job_id(args.job_id, user, acting=True)
     try:
         with _named_as_typed(args.user, job_id, "retry"):
             result = service.retry_job(job_id, user)
@@ -159,12 +181,14 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
 
 
 @contextmanager
-def _named_as_typed(user: str, job_id: str, action: str) -> Iterator[None]:
+def _named_as_typed(user: str, job_id: str | None, action: str) -> Iterator[None]:
     """A refusal names the user as the operator typed them (an email stays an email)."""
     try:
         yield
     except PermissionDenied:
         raise PermissionDenied(user, job_id, action) from None
+    except UnknownCourse as error:
+        raise UsageError(f"course {error.course_id} does not exist in the organization of user {user}") from None
 
 
 def _login_name() -> str:

@@ -52,7 +52,7 @@ def test_a_json_log_is_all_json_with_one_line_per_outcome_and_no_password(worker
     }
     wait_for(lambda: job_row(cancelled)["status"] == "active", what="the long job to start", timeout=30)
     service.cancel_job(cancelled, admin, reason="not needed")
-    wait_for(lambda: events(cancelled)[-1][0] == "execution_stopped", what="the worker to stop the job", timeout=10)
+    wait_for(lambda: events(cancelled)[-1][0] == "execution_stopped", what="the worker to stop the job", timeout=30)
     wait_for(all_terminal(list(jobs)), what="every job to end", timeout=30)
     assert set(statuses(list(jobs)).values()) == {"completed", "failed", "cancelled"}
     process.send_signal(signal.SIGTERM)

@@ -48,3 +48,32 @@ def test_a_batch_that_reaches_the_database_but_not_redis_carries_every_id(redis_
     with pytest.raises(JobNotPublished, match="3 jobs .* are recorded") as raised:
         service.send_jobs("test_job", [{}, {}, {}], user_id=tenants.globex.admin)
     assert set(statuses(raised.value.job_ids).values()) == {"pending"} and len(raised.value.job_ids) == 3
+
+
+def test_the_retry_of_a_job_sent_with_a_delay_is_not_sent_twice_by_reconcile(redis_broker, tenants):
+    owner = tenants.globex.members[0]
+    job_id = service.send_job("test_job", user_id=owner, delay_ms=60_000)
+    service.cancel_job(job_id, owner)
+    retried = service.retry_job(job_id, owner)
+
+    assert reconcile(redis_broker, grace_s=0) == [], "the retry's message is where its row says"
+    with running(redis_broker, threads=2):
+        wait_for(all_terminal([retried.job_id]), what="the retry to run")
+    assert [e[0] for e in events(retried.job_id)] == ["enqueued", "started", "completed"]
+
+
+def test_cancelling_a_running_job_with_redis_down_cancels_it_and_says_so(redis_down, tenants):
+    from db import transitions
+    from tests.helpers import alive
+
+    owner = tenants.acme.members[0]
+    with pytest.raises(JobNotPublished) as raised:
+        service.send_job("test_job", user_id=owner)
+    job_id = raised.value.job_id
+    alive("host:1:boot/1")
+    assert transitions.mark_active(job_id, "host:1:boot/1").applied
+
+    result = service.cancel_job(job_id, owner)
+    assert (result.outcome, result.interrupting) == ("cancelled", False)
+    assert "Connection refused" in result.abort_error
+    assert statuses([job_id]) == {job_id: "cancelled"}

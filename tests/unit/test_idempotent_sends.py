@@ -96,3 +96,27 @@ def test_bad_keys_are_refused_and_nothing_is_sent(stub_broker, tenants, keys, me
     with pytest.raises(InvalidArguments, match=message):
         service.send_jobs("test_job", [{}, {}], user_id=tenants.acme.admin, keys=keys)
     assert count("job_status") == 0 and queued(stub_broker) == 0
+
+
+@pytest.mark.parametrize("key", [5, ["a"], "nul\x00"])
+def test_keys_that_are_not_text_are_refused(stub_broker, tenants, key):
+    with pytest.raises(InvalidArguments, match="key"):
+        service.send_job("test_job", user_id=tenants.acme.admin, key=key)
+    with pytest.raises(InvalidArguments, match="key"):
+        service.send_jobs("test_job", [{}, {}], user_id=tenants.acme.admin, keys=[key, None])
+    assert count("job_status") == 0 and queued(stub_broker) == 0
+
+
+def test_a_key_given_to_a_job_of_another_type_is_refused(stub_broker, tenants):
+    from jobs.errors import KeyTaken
+
+    user = tenants.acme.members[0]
+    first = service.send_job("test_job", user_id=user, key="k")
+    with pytest.raises(KeyTaken, match=f"the key 'k' was given to job {first}, of type test_job"):
+        service.send_job("initialize", user_id=user, args={"course_id": tenants.acme.course}, key="k")
+    assert count("job_status") == 1 and queued(stub_broker) == 1
+
+
+def test_a_delayed_job_is_recorded_in_its_actors_queue(stub_broker, tenants):
+    job_id = service.send_job("test_job", user_id=tenants.acme.admin, delay_ms=60_000)
+    assert job_row(job_id)["queue"] == "default"

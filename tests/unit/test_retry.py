@@ -106,3 +106,46 @@ def test_only_failed_or_cancelled_jobs_are_retried(stub_broker, stub_worker, ten
         service.retry_job(job_id, owner)
     assert count("job_status") == 1
     assert actors_of(job_id)[-1][0] == "retry_refused"
+
+
+def test_two_retries_at_once_make_one_job(stub_broker, tenants, held_row):
+    import threading
+
+    from tests.helpers import wait_for, waiting_on_locks
+
+    owner, admin = tenants.acme.members[0], tenants.acme.admin
+    job_id = service.send_job("test_job", user_id=owner)
+    service.cancel_job(job_id, owner)
+    held_row(job_id)  # both requests reach the old job's row and wait there
+    answers = []
+    threads = [
+        threading.Thread(target=lambda who=who: answers.append(service.retry_job(job_id, who)))
+        for who in (owner, admin)
+    ]
+    for thread in threads:
+        thread.start()
+    wait_for(waiting_on_locks(2, "job_retry_request"), what="both retries to wait for the job's row")
+    held_row.release()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert sorted(a.outcome for a in answers) == ["already_retried", "retried"]
+    assert answers[0].job_id == answers[1].job_id and count("job_status") == 2
+
+
+def test_a_job_of_a_type_no_actor_runs_is_not_retried(stub_broker, tenants, admin_db):
+    from jobs.errors import UnknownJobType
+
+    owner = tenants.acme.members[0]
+    with admin_db.cursor() as cursor:
+        cursor.execute(
+            "SELECT job_id FROM job_send(gen_random_uuid(), 'retired_job', 'default', %s, NULL, '[]', '{}', '{}', 1,"
+            " NULL, NULL, NULL, NULL)",
+            (owner,),
+        )
+        (job_id,) = cursor.fetchone()
+    service.cancel_job(str(job_id), owner)
+
+    with pytest.raises(UnknownJobType, match="unknown job type 'retired_job'"):
+        service.retry_job(str(job_id), owner)
+    assert count("job_status") == 1
