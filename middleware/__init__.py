@@ -1,27 +1,36 @@
-"""Dramatiq middleware that persists the lifecycle of every job."""
+"""Dramatiq middleware that persists the lifecycle of every job.
 
-from .arguments import ArgumentValidation
-from .context import JobContext, current_job
-from .heartbeat import LeaseKeeper
-from .lease import Lease, LeaseExpired
-from .logging_setup import StructuredLogging
-from .maintenance import Maintenance
-from .progress import ProgressMiddleware, ProgressWriter, report_progress
-from .sends import SendRecorder
-from .status import StatusMiddleware
+The names below are imported when first used (PEP 562), so that a process that needs one module
+of the package (the `jobctl` command reading its settings and log format) doesn't load them all.
+"""
 
-__all__ = [
-    "ArgumentValidation",
-    "JobContext",
-    "Lease",
-    "LeaseExpired",
-    "LeaseKeeper",
-    "Maintenance",
-    "ProgressMiddleware",
-    "ProgressWriter",
-    "SendRecorder",
-    "StatusMiddleware",
-    "StructuredLogging",
-    "current_job",
-    "report_progress",
-]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_WHERE = {
+    "ArgumentValidation": "arguments",
+    "JobContext": "context",
+    "current_job": "context",
+    "LeaseKeeper": "heartbeat",
+    "Lease": "lease",
+    "LeaseExpired": "lease",
+    "StructuredLogging": "logging_setup",
+    "Maintenance": "maintenance",
+    "ProgressMiddleware": "progress",
+    "ProgressWriter": "progress",
+    "report_progress": "progress",
+    "SendRecorder": "sends",
+    "StatusMiddleware": "status",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value

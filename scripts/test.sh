@@ -6,6 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh --tests
-# Two pytest workers per core: most tests wait on worker processes, leases and the database,
-# not on the CPU.
-exec "${VENV:-.venv}/bin/python" -m pytest -n "${TEST_WORKERS:-$(($(nproc) * 2))}" "$@"
+# Three pytest workers per core: most tests wait on worker processes, leases and the database,
+# not on the CPU (measured on 2 cores: 37 s, against 55 s with two per core).
+exec "${VENV:-.venv}/bin/python" -m pytest -n "${TEST_WORKERS:-$(($(nproc) * 3))}" "$@"

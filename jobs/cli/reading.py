@@ -75,10 +75,10 @@ def _read(job_id: str, viewer: str | None, after_event: int | None = None) -> tu
     include the one that gave it its status."""
     from db import queries
 
-    from .. import service
+    from .. import reads
 
     if viewer is not None:
-        return service.show_job(job_id, as_user=viewer, after_event=after_event)
+        return reads.show_job(job_id, as_user=viewer, after_event=after_event)
     job = queries.get_job(job_id)
     if job is None:
         raise JobNotFound(job_id)
@@ -182,10 +182,10 @@ def _filters(args: argparse.Namespace, viewer: str | None) -> dict[str, Any]:
 def _fetch(filters: dict[str, Any], viewer: str | None, **page: Any) -> list[dict]:
     from db import queries
 
-    from .. import service
+    from .. import reads
 
     if viewer is not None:
-        return service.list_jobs(as_user=viewer, **filters, **page)
+        return reads.list_jobs(as_user=viewer, **filters, **page)
     return queries.list_jobs(**filters, **page)
 
 

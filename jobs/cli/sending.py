@@ -10,7 +10,6 @@ import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from middleware.sends import MAX_KEY_LENGTH
 from middleware.settings import Settings
 
 from ..errors import JobNotPublished, PermissionDenied, UnknownCourse, UnknownJobType
@@ -90,10 +89,10 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
     if args.count < 1:
         raise UsageError("--count must be 1 or more")
     from actors import JOB_TYPES  # configures the database and the broker
+    from middleware.sends import MAX_KEY_LENGTH
 
     if args.job_type not in JOB_TYPES:
         raise UnknownJobType(args.job_type, list(JOB_TYPES))
-
     if args.key is not None and args.count > 1 and len(f"{args.key}/{args.count}") > MAX_KEY_LENGTH:
         raise UsageError(
             f"--key is too long for --count {args.count}: the jobs' keys are KEY/1 ... KEY/{args.count}, "

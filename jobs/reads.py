@@ -1,0 +1,81 @@
+"""What services read, always on behalf of a user: one job, a filtered list, a job's history.
+
+Every read runs under PostgreSQL's row-level security (db.scope): a user sees their own jobs,
+an admin every job of their organization, and nobody another organization's. Operators' views
+of every tenant are in db.queries. (Re-exported by jobs.service; kept apart from the sends, so
+that a reader needs neither Dramatiq nor Redis.)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from db import queries, scope
+
+from .errors import JobNotFound
+
+
+def get_job(job_id: object, *, as_user: object) -> dict[str, Any]:
+    """The job, as `as_user` may see it: their own, or any of their organization's for an admin.
+
+    Raises JobNotFound for a job that does not exist or that the user may not see, and
+    UnknownUser for an id that names no user.
+    """
+    with scope.as_user(as_user):
+        job = queries.get_job(job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
+
+
+def list_jobs(
+    *,
+    as_user: object,
+    status: str | None = None,
+    user_id: object = None,
+    organization_id: object = None,
+    limit: int = 100,
+    job_type: str | None = None,
+    since: datetime | timedelta | None = None,
+    before: str | None = None,
+    after: str | None = None,
+) -> list[dict[str, Any]]:
+    """The newest jobs `as_user` may see, narrowed by the filters; a filter naming what the
+    user may not see gives nothing. `since`, `before` and `after` (keyset pages, with cursors
+    from db.queries.job_cursor) as in db.queries.list_jobs."""
+    with scope.as_user(as_user) as viewer:
+        # The policies decide what is seen; naming the user's own scope as well only lets the
+        # planner take the narrowest index.
+        if viewer.is_admin:
+            organization_id = viewer.organization_id if organization_id is None else organization_id
+        else:
+            user_id = viewer.user_id if user_id is None else user_id
+        return queries.list_jobs(
+            status=status,
+            user_id=user_id,
+            organization_id=organization_id,
+            job_type=job_type,
+            since=since,
+            before=before,
+            after=after,
+            limit=limit,
+        )
+
+
+def show_job(
+    job_id: object, *, as_user: object, after_event: int | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The job and its events, as `as_user` may see them, read in one transaction (the row
+    first: the events include the one of the status it has). `after_event`: only the events
+    appended after the one with that id, to follow a job as it runs."""
+    with scope.as_user(as_user):
+        job = queries.get_job(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job, queries.job_events(job_id, after_id=after_event)
+
+
+def job_history(job_id: object, *, as_user: object) -> list[dict[str, Any]]:
+    """The events of a job that `as_user` may see, oldest first; JobNotFound otherwise."""
+    return show_job(job_id, as_user=as_user)[1]
