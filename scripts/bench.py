@@ -142,11 +142,12 @@ class Bench:
             before_enqueue(broker, message, delay)
             self.enqueue_s.append(time.perf_counter() - started)
 
-        def timed_batch(broker: Any, messages: list[Any], delay: Any) -> None:
+        def timed_batch(broker: Any, messages: list[Any], delay: Any) -> list[str]:
             started = time.perf_counter()
-            record_batch(broker, messages, delay)
+            recorded = record_batch(broker, messages, delay)
             # The batch's one write, shared by its jobs.
             self.enqueue_s.extend([(time.perf_counter() - started) / len(messages)] * len(messages))
+            return recorded
 
         self.recorder.before_enqueue = timed_enqueue
         self.recorder.record_batch = timed_batch

@@ -39,9 +39,8 @@ CREATE TRIGGER job_status_origin_fixed BEFORE UPDATE OF idempotency_key, retry_o
 CREATE FUNCTION job_send(
     p_job_id uuid, p_job_type text, p_queue text, p_user_id uuid, p_course_id uuid,
     p_args jsonb, p_kwargs jsonb, p_options jsonb, p_max_attempts integer, p_delay_ms bigint,
-    p_key text, p_retry_of uuid, p_actor uuid
-) RETURNS TABLE (created boolean, job_id uuid) LANGUAGE plpgsql
-SET search_path = pg_catalog, public AS $$
+    p_key text, p_retry_of uuid, p_actor uuid, OUT created boolean, OUT job_id uuid
+) LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
 DECLARE
     v_org uuid;
     v_now timestamptz;
@@ -63,7 +62,9 @@ BEGIN
     INSERT INTO job_status (job_id, job_type, queue, organization_id, user_id, course_id,
                             max_attempts, args, kwargs, options, scheduled_for, created_at, updated_at,
                             idempotency_key, retry_of)
-    VALUES (p_job_id, p_job_type, regexp_replace(p_queue, '\.(DQ|XQ)$', ''), v_org, p_user_id, p_course_id,
+    VALUES (p_job_id, p_job_type,
+            CASE WHEN right(p_queue, 3) IN ('.DQ', '.XQ') THEN left(p_queue, -3) ELSE p_queue END,
+            v_org, p_user_id, p_course_id,
             p_max_attempts, p_args, p_kwargs, COALESCE(p_options, '{}'),
             v_now + p_delay_ms * interval '1 millisecond', v_now, v_now, p_key, p_retry_of)
     ON CONFLICT DO NOTHING;
@@ -71,7 +72,8 @@ BEGIN
         PERFORM job_event(p_job_id, 'enqueued', NULL, 'pending', 0, COALESCE(p_actor, p_user_id), NULL,
                           jsonb_strip_nulls(jsonb_build_object('delay_ms', p_delay_ms, 'key', p_key,
                                                                'retry_of', p_retry_of)), v_now);
-        RETURN QUERY SELECT true, p_job_id;
+        created := true;
+        job_id := p_job_id;
         RETURN;
     END IF;
     IF p_key IS NOT NULL THEN
@@ -81,7 +83,8 @@ BEGIN
                 v_first.job_type, p_job_type USING ERRCODE = 'JB003';
         END IF;
     END IF;
-    RETURN QUERY SELECT false, COALESCE(v_first.job_id, p_job_id);
+    created := false;
+    job_id := COALESCE(v_first.job_id, p_job_id);
 END $$;
 
 -- The previous release's send, for its workers while both run.
