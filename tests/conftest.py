@@ -79,6 +79,24 @@ def database(settings):
     admin.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def redis_namespace(settings):
+    """Every key of this run's namespace (the broker's, dramatiq-abort's, the witness job's) goes
+    when the run ends: namespaces are named per run, so none is ever reused."""
+    import redis
+
+    yield settings.namespace
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        # Not `namespace*`: gw1's would match gw10's, which may still be running.
+        patterns = (f"{settings.namespace}:*", f"{settings.namespace}-abort:*")
+        keys = [key for pattern in patterns for key in client.scan_iter(match=pattern, count=1000)]
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 UNREACHABLE_URL = "postgresql://jobs_worker@127.0.0.1:1/unreachable"
 
 
