@@ -5,10 +5,10 @@ from __future__ import annotations
 from uuid import UUID
 
 import dramatiq
-import peewee
 
+from db import courses
 from db.connection import database
-from db.models import Course, CourseModule
+from db.models import CourseModule
 from middleware import report_progress
 
 MODULES = ("Introduction", "Foundations", "Guided practice", "Project", "Assessment")
@@ -31,16 +31,14 @@ def initialize(course_id: str) -> dict:
     # One transaction: a retry after a failure half-way starts from a clean course, and a
     # redelivery after success finds it initialized and does nothing.
     with database.atomic():
-        course = Course.select().where(Course.id == course_id).for_update().get_or_none()
-        if course is None:
+        status = courses.lock(course_id)
+        if status is None:
             raise CourseMissing(f"course {course_id} does not exist")
-        if course.status == "initialized":
+        if status == "initialized":
             count = CourseModule.select().where(CourseModule.course == course_id).count()
             return {"course_id": course_id, "modules": count, "already_initialized": True}
         for position, title in enumerate(MODULES, start=1):
-            CourseModule.insert(course=course_id, position=position, title=title).execute()
+            courses.add_module(course_id, position, title)
             report_progress(position * 100 // (len(MODULES) + 1), f"created module {position}: {title}")
-        Course.update(status="initialized", initialized_at=peewee.fn.clock_timestamp()).where(
-            Course.id == course_id
-        ).execute()
+        courses.mark_initialized(course_id)
     return {"course_id": course_id, "modules": len(MODULES), "already_initialized": False}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import TypeVar
+
+import psycopg2
 
 from db import queries, transitions
 from db.audit import broken_rows, out_of_order_events, overlapping_executions  # noqa: F401 - re-exported
@@ -35,11 +38,22 @@ def alive(*workers: str, lease_s: float = 600) -> None:
         transitions.heartbeat(worker.split("/")[0], "test", 0, lease_ms=int(lease_s * 1000), broker_id=None)
 
 
+def as_admin(sql: str, params: tuple = ()) -> list[tuple]:
+    """One statement as the database's administrator: what a test sets up that the system's
+    own roles may not write (they write only through the lifecycle functions)."""
+    conn = psycopg2.connect(os.environ["ADMIN_DATABASE_URL"])
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
+    finally:
+        conn.close()
+
+
 def expire_lease(worker: str) -> None:
     """As if the process of this worker id had been silent for its whole lease."""
-    database.execute_sql(
-        "UPDATE workers SET lease_expires_at = clock_timestamp() WHERE worker_id = %s", (worker.split("/")[0],)
-    )
+    as_admin("UPDATE workers SET lease_expires_at = clock_timestamp() WHERE worker_id = %s", (worker.split("/")[0],))
 
 
 def waiting_on_locks(count: int, query: str = "") -> Callable[[], bool]:

@@ -57,3 +57,56 @@ def test_every_function_pins_its_search_path(admin_db):
             " AND NOT coalesce('search_path=pg_catalog, public, pg_temp' = ANY (p.proconfig), false)"
         )
         assert cursor.fetchall() == []
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        # Cancel any job, in an admin's name.
+        "UPDATE job_status SET status = 'cancelled', cancelled_at = now(), cancelled_by = %(admin)s WHERE job_id = %(job)s",
+        # A job that starts out completed, in 2000.
+        "INSERT INTO job_status (job_id, job_type, queue, organization_id, user_id, max_attempts, status, attempts,"
+        " created_at, started_at, completed_at, updated_at) VALUES (gen_random_uuid(), 'test_job', 'default',"
+        " %(org)s, %(member)s, 1, 'completed', 1, '2000-01-01', '2000-01-01', '2000-01-01', '2000-01-01')",
+        # History in the name of a user of another organization.
+        "INSERT INTO job_events (job_id, event, attempt, actor_user_id) VALUES (%(job)s, 'forged', 0, %(other)s)",
+        "SELECT job_event(%(job)s, 'forged', NULL, NULL, 0, %(other)s, NULL, '{}', now())",
+        # A send in another user's name, or linked to a job it doesn't retry.
+        "SELECT * FROM job_send(gen_random_uuid(), 'test_job', 'default', %(member)s, NULL, '[]', '{}', '{}', 4,"
+        " NULL, NULL, %(job)s, %(other)s)",
+        # A course moved to another organization, or retitled.
+        "UPDATE courses SET organization_id = %(other_org)s WHERE id = %(course)s",
+        "UPDATE courses SET title = 'taken' WHERE id = %(course)s",
+        "DELETE FROM job_status WHERE job_id = %(job)s",
+        "UPDATE workers SET lease_expires_at = now() + interval '1 day'",
+    ],
+)
+def test_the_workers_role_writes_only_through_the_lifecycle_functions(stub_broker, tenants, as_worker, statement):
+    job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
+    values = {
+        "job": job_id,
+        "admin": tenants.acme.admin,
+        "org": tenants.acme.id,
+        "member": tenants.acme.members[0],
+        "other": tenants.globex.members[0],
+        "other_org": tenants.globex.id,
+        "course": tenants.acme.course,
+    }
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege), as_worker.cursor() as cursor:
+        cursor.execute(statement, values)
+    assert job_row(job_id)["status"] == "pending"
+
+
+def test_a_worker_cannot_stop_a_job_it_does_not_hold(stub_broker, tenants, as_worker):
+    from tests.helpers import alive, events
+
+    job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
+    alive("host-a:1:boot/1")
+    from db import transitions
+
+    assert transitions.mark_active(job_id, "host-a:1:boot/1").applied
+    with as_worker.cursor() as cursor:
+        cursor.execute("SELECT outcome FROM job_stop(%s, 1, 'host-b:2:boot/1', 'abort', 0)", (job_id,))
+        assert cursor.fetchone() == ("rejected",)
+    assert job_row(job_id)["status"] == "active", "it runs on, as its own worker's"
+    assert events(job_id)[-1][0] == "transition_rejected"

@@ -65,7 +65,7 @@ def add_user(admin_db, org_id: str, email: str) -> str:
 def enqueue(job_id: str, user: str) -> str:
     """A pending job with this id, as a send records it."""
     database.execute_sql(
-        "SELECT job_enqueue(%s::uuid, 'test_job', 'default', %s::uuid, NULL, '[]', '{}', '{}', 4, NULL)",
+        "SELECT job_send(%s::uuid, 'test_job', 'default', %s::uuid, NULL, '[]', '{}', '{}', 4, NULL, NULL)",
         (job_id, user),
     )
     return job_id
