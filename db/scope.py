@@ -35,7 +35,8 @@ class Viewer:
 def as_user(user_id: object) -> Iterator[Viewer]:
     """Runs the statements of the block in one transaction, as `user_id` and with their rights.
 
-    Raises UnknownUser for an id that names no user, before anything else runs.
+    Raises UnknownUser for an id that names no user, before anything else runs: an empty or
+    blank one and None included, so that a missing identity is never "no one in particular".
     """
     key = parse_uuid(user_id)
     if key is None:

@@ -15,6 +15,8 @@ from typing import Any
 import db
 from middleware.settings import Settings
 
+from .cli.common import one_line
+
 TERMINAL = ("completed", "failed", "cancelled")
 REFRESH_S = 0.5
 #: The live view's columns (the labels say which jobs are not test_jobs); the note takes what
@@ -191,10 +193,4 @@ def _job_line(item: Planned, row: dict[str, Any]) -> str:
     note = row["error_message"] or (row["progress_message"] if row["status"] == "active" else "") or ""
     if row["status"] in ("pending", "retrying") and row["scheduled_for"] is not None:
         note = f"due {row['scheduled_for']:%H:%M:%S.%f}"[:-3]
-    return f"{item.label:<24.24} {row['status']:<9} {row['attempts']:>3} {progress} {_one_line(note)}"
-
-
-def _one_line(text: str) -> str:
-    """The first line of `text`, with control characters (a terminal would obey them) as spaces."""
-    first = text.splitlines()[0] if text else ""
-    return "".join(c if c.isprintable() else " " for c in first)
+    return f"{item.label:<24.24} {row['status']:<9} {row['attempts']:>3} {progress} {one_line(note)}"

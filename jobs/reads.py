@@ -1,8 +1,10 @@
 """What services read, always on behalf of a user: one job, a filtered list, a job's history.
 
 Every read runs under PostgreSQL's row-level security (db.scope): a user sees their own jobs,
-an admin every job of their organization, and nobody another organization's. Operators' views
-of every tenant are in db.queries. (Re-exported by jobs.service; kept apart from the sends, so
+an admin every job of their organization, and nobody another organization's. And of a job, a
+tenant sees what is theirs, never the system's (`for_tenant`): the error's type and message, not
+its stack (the server's files) nor the workers that ran it (host names, pids). Operators' views
+of every tenant, whole, are in db.queries. (Re-exported by jobs.service; kept apart from the sends, so
 that a reader needs neither Dramatiq nor Redis.)
 """
 
@@ -15,9 +17,28 @@ from db import queries, scope
 
 from .errors import JobNotFound
 
+# The system's, not the tenant's: stacks name the server's files, workers its hosts and pids.
+OPERATORS_ONLY = frozenset({"error_stack", "worker_id", "worker_process"})
+OPERATORS_ONLY_DETAILS = frozenset({"lost_worker"})
+
+
+def for_tenant(job: dict[str, Any]) -> dict[str, Any]:
+    """A job's row as a tenant (a member or an admin of its organization) may see it."""
+    return {name: value for name, value in job.items() if name not in OPERATORS_ONLY}
+
+
+def event_for_tenant(event: dict[str, Any]) -> dict[str, Any]:
+    """An event as a tenant may see it: neither the worker that wrote it nor the one it lost."""
+    shown = for_tenant(event)
+    details = shown.get("details")
+    if isinstance(details, dict):
+        shown["details"] = {key: value for key, value in details.items() if key not in OPERATORS_ONLY_DETAILS}
+    return shown
+
 
 def get_job(job_id: object, *, as_user: object) -> dict[str, Any]:
-    """The job, as `as_user` may see it: their own, or any of their organization's for an admin.
+    """The job, as `as_user` may see it (for_tenant): their own, or any of their organization's
+    for an admin.
 
     Raises JobNotFound for a job that does not exist or that the user may not see, and
     UnknownUser for an id that names no user.
@@ -26,7 +47,7 @@ def get_job(job_id: object, *, as_user: object) -> dict[str, Any]:
         job = queries.get_job(job_id)
     if job is None:
         raise JobNotFound(job_id)
-    return job
+    return for_tenant(job)
 
 
 def list_jobs(
@@ -51,7 +72,7 @@ def list_jobs(
             organization_id = viewer.organization_id if organization_id is None else organization_id
         else:
             user_id = viewer.user_id if user_id is None else user_id
-        return queries.list_jobs(
+        rows = queries.list_jobs(
             status=status,
             user_id=user_id,
             organization_id=organization_id,
@@ -61,6 +82,7 @@ def list_jobs(
             after=after,
             limit=limit,
         )
+    return [for_tenant(row) for row in rows]
 
 
 def show_job(
@@ -73,7 +95,8 @@ def show_job(
         job = queries.get_job(job_id)
         if job is None:
             raise JobNotFound(job_id)
-        return job, queries.job_events(job_id, after_id=after_event)
+        events = queries.job_events(job_id, after_id=after_event)
+    return for_tenant(job), [event_for_tenant(event) for event in events]
 
 
 def job_history(job_id: object, *, as_user: object) -> list[dict[str, Any]]:

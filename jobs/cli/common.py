@@ -19,9 +19,10 @@ EXIT_USAGE = 2
 
 T = TypeVar("T")
 
-# Control characters (a job's error is the job's text, not ours) would move the cursor or
-# recolour the terminal: each is printed as a space.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Stored text is the users' and the jobs' (a reason, an error, an email), not ours: a character
+# a terminal would obey (a newline, an escape sequence, a bidi override) could forge lines or
+# repaint an operator's screen. Human output writes each one out as an escape, visibly.
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 class UsageError(JobError):
@@ -78,14 +79,26 @@ def since_moment(value: str) -> datetime | timedelta:
 
 
 def printable(text: str) -> str:
-    """`text` with no control character left in it."""
-    return _CONTROL.sub(" ", text)
+    """`text` on one line and inert: every character that is not printable written out as its
+    escape (a newline as `\\n`, ESC as `\\x1b`, U+202E as `\\u202e`). Printable text is
+    returned as it is, so that this can be applied again."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def one_line(text: str | None) -> str:
-    """The first line of `text`, printable."""
-    lines = (text or "").strip().splitlines()
-    return printable(lines[0]) if lines else ""
+    """The first line of `text` (a multi-line error's summary), printable. Only a newline ends a
+    line: a carriage return or any other character that Python takes for a line break is shown,
+    not obeyed."""
+    return printable((text or "").strip().partition("\n")[0].removesuffix("\r"))
 
 
 def clip(text: str, width: int) -> str:
@@ -117,11 +130,14 @@ def in_scope(viewer: str | None, read: Callable[[], T]) -> T:
         return read()
 
 
-def find_user(value: str, viewer: str | None = None) -> dict[str, Any]:
+def find_user(value: str, viewer: str | None = None, *, option: str = "--as") -> dict[str, Any]:
     """The user with this email or id (as `viewer` may see users); a UsageError naming the user
-    as typed otherwise."""
+    as typed otherwise, and one naming `option` for an empty or blank value (an unset variable in
+    a script: never taken for anyone)."""
     from db import queries
 
+    if not value.strip():
+        raise UsageError(f"{option} needs a user's email or id, not an empty value")
     user = in_scope(viewer, lambda: queries.find_user(value))
     if user is None:
         raise UsageError(f"no user {value}")

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from db.redact import mask_url
 from middleware.settings import Settings
 
-from .common import connect, format_age, format_time, print_json, terminal_width
+from .common import connect, format_age, format_time, print_json, printable, terminal_width
 from .table import Column, table
 
 STATUSES = ("pending", "active", "retrying", "completed", "failed", "cancelled")
@@ -22,6 +22,8 @@ REDIS_TIMEOUT_S = 2.0
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    # Operators' commands only, of the system rather than of a tenant's jobs: they take neither
+    # --as nor --operator.
     command = commands.add_parser("workers", help="the worker processes: leases, heartbeats, current jobs")
     command.add_argument("--all", action="store_true", help=f"also those silent for more than {format_age(3600)}")
     command.add_argument("--json", action="store_true")
@@ -191,7 +193,8 @@ def _stats(args: argparse.Namespace, settings: Settings) -> int:
     lines.append("(WAITING, ACTIVE: rows in the database; IN REDIS: messages the broker holds)")
     if broker_error:
         lines.append(f"broker {broker_error}")
-    print("\n".join(lines))
+    # Types and queues are stored text too (a row needn't have come from a send).
+    print("\n".join(printable(line) for line in lines))
     return 0
 
 

@@ -53,30 +53,25 @@ def json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-# What the human output shows operators only (server paths, host names): JSON withholds it from
-# users as well.
-OPERATORS_ONLY = ("error_stack", "worker_id", "worker_process")
-
-
-def job_json(job: dict, people: People, *, operator: bool) -> dict:
-    """The row as `--json` prints it: whole (for a user, without OPERATORS_ONLY), with the
-    users' emails and the public queue name."""
+def job_json(job: dict, people: People) -> dict:
+    """The row as `--json` prints it: as the viewer may read it (a tenant's without the
+    operators' fields: jobs.reads.for_tenant), with the users' emails and the public queue name."""
     return {
-        **{name: value for name, value in job.items() if operator or name not in OPERATORS_ONLY},
+        **job,
         "queue": public_queue(job["queue"]),
         "user_email": people.email(job["user_id"]),
         "cancelled_by_email": people.email(job["cancelled_by"]),
     }
 
 
-def event_json(event: dict, people: People, *, operator: bool) -> dict:
-    shown = {name: value for name, value in event.items() if operator or name not in OPERATORS_ONLY}
-    return {**shown, "actor_email": people.email(event["actor_user_id"])}
+def event_json(event: dict, people: People) -> dict:
+    return {**event, "actor_email": people.email(event["actor_user_id"])}
 
 
-def show_lines(job: dict, events: list[dict], people: People, *, operator: bool) -> list[str]:
-    """`show`: the job's fields, then its history. Operators also get the error's stack and the
-    workers' names; a user gets neither (they are the system's, not the tenant's)."""
+def show_lines(job: dict, events: list[dict], people: People) -> list[str]:
+    """`show`: the job's fields, then its history, every line printable. The error's stack and
+    the workers' names are printed when the row has them: an operator's does, a tenant's not
+    (jobs.reads.for_tenant)."""
     from db import queries
 
     organization = in_scope(people.viewer, lambda: queries.organization_names([job["organization_id"]]))
@@ -88,7 +83,7 @@ def show_lines(job: dict, events: list[dict], people: People, *, operator: bool)
         by = f" by {people.user(job['cancelled_by'])}" if job["cancelled_by"] else ""
         operator_name = next((e["details"].get("operator") for e in events if e["event"] == "cancelled"), None)
         if operator_name:
-            by = f" by operator {one_line(operator_name)}"
+            by = f" by operator {operator_name}"
         cancelled = format_time(job["cancelled_at"]) + by
     fields = [
         ("job", str(job["job_id"])),
@@ -97,10 +92,10 @@ def show_lines(job: dict, events: list[dict], people: People, *, operator: bool)
         ("owner", people.user(job["user_id"])),
         ("organization", organization.get(str(job["organization_id"]), str(job["organization_id"]))),
         ("course", job["course_id"] and str(job["course_id"])),
-        ("key", job["idempotency_key"] and one_line(job["idempotency_key"])),
+        ("key", job["idempotency_key"]),
         ("retry of", job["retry_of"] and str(job["retry_of"])),
         ("retried as", retry),
-        ("progress", f"{job['progress']}%  {one_line(job['progress_message'])}".rstrip()),
+        ("progress", f"{job['progress']}%  {job['progress_message'] or ''}".rstrip()),
         ("arguments", json_text(arguments)),
         ("result", None if job["result"] is None else json_text(job["result"])),
         ("error", error or None),
@@ -110,35 +105,36 @@ def show_lines(job: dict, events: list[dict], people: People, *, operator: bool)
         ("completed", job["completed_at"] and format_time(job["completed_at"])),
         ("failed", job["failed_at"] and format_time(job["failed_at"])),
         ("cancelled", cancelled),
-        ("reason", job["cancel_reason"] and one_line(job["cancel_reason"])),
+        ("reason", job["cancel_reason"]),
         ("updated", format_time(job["updated_at"])),
-        ("worker", job["worker_id"] if operator else None),
+        ("worker", job.get("worker_id")),
         ("lost deliveries", str(job["lost_deliveries"]) if job["lost_deliveries"] else None),
         ("options", json_text(job["options"]) if job["options"] else None),
     ]
-    lines = [f"{name:>15}  {value}" for name, value in fields if value]
-    if operator and job["error_stack"]:
-        lines += ["", "error stack:", *(f"  {printable(line)}" for line in job["error_stack"].rstrip().splitlines())]
-    lines += ["", "history:", *(event_line(event, people, operator=operator) for event in events)]
+    lines = [f"{name:>15}  {printable(str(value))}" for name, value in fields if value]
+    if job.get("error_stack"):
+        lines += ["", "error stack:", *(f"  {printable(line)}" for line in job["error_stack"].rstrip().split("\n"))]
+    lines += ["", "history:", *(event_line(event, people) for event in events)]
     return lines
 
 
-def event_line(event: dict, people: People, *, operator: bool) -> str:
+def event_line(event: dict, people: People) -> str:
+    """A line of the history, printable (its details are stored text)."""
     change = f"{event['from_status'] or ''} -> {event['to_status']}".lstrip() if event["to_status"] else ""
     notes = [f"by {people.user(event['actor_user_id'])}"] if event["actor_user_id"] else []
-    if operator and event["worker_id"]:
+    if event.get("worker_id"):
         notes.append(f"on {event['worker_id']}")
     for key, value in event["details"].items():
-        notes.append(f"{key}={one_line(value) if isinstance(value, str) else json_text(value)}")
-    return (
+        notes.append(f"{key}={value if isinstance(value, str) else json_text(value)}")
+    return printable(
         f"  {format_time(event['created_at'])}  {event['event']:<19} {change:<21} attempt {event['attempt']}"
         f"  {' '.join(notes)}"
     ).rstrip()
 
 
 def progress_line(job: dict) -> str:
-    return (
-        f"  {format_time(job['updated_at'])}  {'progress':<19} {job['progress']}%  {one_line(job['progress_message'])}"
+    return printable(
+        f"  {format_time(job['updated_at'])}  {'progress':<19} {job['progress']}%  {job['progress_message'] or ''}"
     )
 
 

@@ -34,13 +34,22 @@ from .common import (
 )
 
 TERMINAL = ("completed", "failed", "cancelled")
-AS_HELP = "user id or email: see only what that user may see (default: every tenant)"
+AS_HELP = "user id or email: see only what that user may see"
+OPERATOR_HELP = "see every tenant, whole (stacks, workers): the operators' view, asked for by name"
+
+
+def _audience(command: argparse.ArgumentParser) -> None:
+    """--as USER or --operator, one of them: the operators' view is never the default, so that an
+    empty variable in a script (`--as "$USER_EMAIL"`) can't reach every tenant."""
+    who = command.add_mutually_exclusive_group(required=True)
+    who.add_argument("--as", dest="viewer", help=AS_HELP)
+    who.add_argument("--operator", action="store_true", help=OPERATOR_HELP)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser("show", help="a job's status and history (--follow: until it ends)")
     command.add_argument("job_id", metavar="JOB", help="the job's id, or its first 8 hex digits (or more)")
-    command.add_argument("--as", dest="viewer", help=AS_HELP)
+    _audience(command)
     command.add_argument(
         "--follow", action="store_true", help="then print its new events as they happen, until it ends"
     )
@@ -49,7 +58,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     command.set_defaults(run=_show)
 
     command = commands.add_parser("list", help="jobs, newest first (--watch: redrawn until interrupted)")
-    command.add_argument("--as", dest="viewer", help=AS_HELP)
+    _audience(command)
     command.add_argument("--status")
     command.add_argument("--type", help="job type")
     command.add_argument("--user", help="user email or id")
@@ -70,9 +79,15 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"--interval must be a number of seconds above 0, not {args.interval}")
 
 
+def _viewer(args: argparse.Namespace) -> str | None:
+    """The id of the user whose view is printed; None for the operators' view (--operator)."""
+    return None if args.operator else resolve_user(args.viewer)
+
+
 def _read(job_id: str, viewer: str | None, after_event: int | None = None) -> tuple[dict, list[dict]]:
     """The job's row, then its events (after `after_event`): the row first, so that the events
-    include the one that gave it its status."""
+    include the one that gave it its status. A user's as jobs.reads shapes them for a tenant; the
+    operator's whole."""
     from db import queries
 
     from .. import reads
@@ -88,7 +103,7 @@ def _read(job_id: str, viewer: str | None, after_event: int | None = None) -> tu
 def _show(args: argparse.Namespace, settings: Settings) -> int:
     _check(args)
     connect(settings)
-    viewer = resolve_user(args.viewer) if args.viewer else None
+    viewer = _viewer(args)
     job_id = resolve_job_id(args.job_id, viewer)
     try:
         job, events = _read(job_id, viewer)
@@ -98,15 +113,15 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
     people.learn(job_text.user_ids(job, events))
     if args.json:
         document = {
-            "job": job_text.job_json(job, people, operator=viewer is None),
-            "events": [job_text.event_json(event, people, operator=viewer is None) for event in events],
+            "job": job_text.job_json(job, people),
+            "events": [job_text.event_json(event, people) for event in events],
         }
         if args.follow:
             print(json.dumps(document, default=str), flush=True)
         else:
             print_json(document)
     else:
-        print("\n".join(job_text.show_lines(job, events, people, operator=viewer is None)), flush=True)
+        print("\n".join(job_text.show_lines(job, events, people)), flush=True)
     if args.follow:
         _follow(job, events, viewer, people, args)
     return 0
@@ -125,9 +140,9 @@ def _follow(
         for event in new:
             last = event["id"]
             if args.json:
-                print(json.dumps(job_text.event_json(event, people, operator=viewer is None), default=str))
+                print(json.dumps(job_text.event_json(event, people), default=str))
             else:
-                print(job_text.event_line(event, people, operator=viewer is None))
+                print(job_text.event_line(event, people))
         if (job["progress"], job["progress_message"]) != progress and job["status"] == "active":
             if args.json:
                 update = {"progress": job["progress"], "progress_message": job["progress_message"]}
@@ -143,7 +158,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
     if args.watch and args.json:
         raise UsageError("--watch redraws a table: it does not go with --json")
     connect(settings)
-    viewer = resolve_user(args.viewer) if args.viewer else None
+    viewer = _viewer(args)
     filters = _filters(args, viewer)
     people = job_text.People(viewer)
     if args.watch:
@@ -151,7 +166,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
     rows, cursor = _page(filters, viewer, args)
     people.learn([user for row in rows for user in (row["user_id"], row["cancelled_by"])])
     if args.json:
-        print_json({"jobs": [job_text.job_json(row, people, operator=viewer is None) for row in rows], "next": cursor})
+        print_json({"jobs": [job_text.job_json(row, people) for row in rows], "next": cursor})
     else:
         print("\n".join(_list_lines(rows, people, cursor, args, terminal_width())))
     return 0
@@ -169,7 +184,7 @@ def _filters(args: argparse.Namespace, viewer: str | None) -> dict[str, Any]:
     if args.since:
         filters["since"] = since_moment(args.since)
     if args.user:
-        user = find_user(args.user, viewer)
+        user = find_user(args.user, viewer, option="--user")
         filters["user_id"] = str(user["id"])
         # Naming the user's organization too lets the planner walk (organization, user, created).
         filters["organization_id"] = str(user["organization"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .common import clip
+from .common import clip, printable
 
 # A flexible column keeps at least this much, whatever the width (its cells are cut to it).
 MIN_FLEXIBLE = 8
@@ -30,7 +30,9 @@ def table(
     indent: int = 2,
 ) -> list[str]:
     """The header line and a line per row, one space between columns, none longer than `width`.
-    `notes`: a line of text under each row that has one (empty: none), indented by `indent`."""
+    `notes`: a line of text under each row that has one (empty: none), indented by `indent`.
+    Every cell and note is printed `printable`: most are stored text."""
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max([len(column.header), *(len(row[i]) for row in rows)]) for i, column in enumerate(columns)]
     excess = sum(widths) + len(columns) - 1 - width
     for i, column in enumerate(columns):
@@ -51,5 +53,5 @@ def table(
         lines.append(line(row))
         note = notes[n] if notes else ""
         if note:
-            lines.append(clip(" " * indent + note, width))
+            lines.append(clip(" " * indent + printable(note), width))
     return lines

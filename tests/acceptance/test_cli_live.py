@@ -18,7 +18,9 @@ def test_an_operator_follows_a_job_a_real_worker_runs(workers, redis_broker, ten
     worker = workers(modules=(WITNESS,))
     job_id = witnessed_job.send_with_options(job_owner={"user_id": tenants.acme.members[0]}).message_id
     # The database only: the follower needs no broker.
-    live = Live("show", "--follow", job_id[:8], "--interval", "0.1", env={"REDIS_URL": "redis://127.0.0.1:1/0"})
+    live = Live(
+        "show", "--operator", "--follow", job_id[:8], "--interval", "0.1", env={"REDIS_URL": "redis://127.0.0.1:1/0"}
+    )
     try:
         live.wait_for_text(" started ", timeout=30)
         holder = wait_for(lambda: job_row(job_id)["worker_process"], what="the job's worker")

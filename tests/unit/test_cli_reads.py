@@ -89,7 +89,7 @@ def test_list_has_a_header_and_a_row_per_job_newest_first(tenants, stub_broker):
     first = send(alice)
     second = send(bob, delay_ms=60_000)
 
-    lines = ok("list", env=NARROW).splitlines()
+    lines = ok("list", "--operator", env=NARROW).splitlines()
 
     assert lines[0].split() == ["JOB", "OWNER", "TYPE", "STATUS", "TRY", "PROG", "CREATED", "/", "DUE"]
     assert listed_ids("\n".join(lines)) == [second[:8], first[:8]]
@@ -104,7 +104,7 @@ def test_list_has_a_header_and_a_row_per_job_newest_first(tenants, stub_broker):
 
 
 def test_list_says_no_jobs_when_there_are_none(tenants):
-    assert ok("list") == "No jobs.\n"
+    assert ok("list", "--operator") == "No jobs.\n"
     assert ok("list", "--as", "alice@acme.example", "--status", "failed") == "No jobs.\n"
 
 
@@ -116,7 +116,7 @@ def test_list_fits_80_columns_whatever_the_emails_and_errors(tenants, stub_broke
     send(owner, delay_ms=60_000)
     send(tenants.acme.members[0])
 
-    output = ok("list", env=NARROW)
+    output = ok("list", "--operator", env=NARROW)
 
     lines = output.splitlines()
     assert all(len(line) <= 80 for line in lines), "\n".join(line for line in lines if len(line) > 80)
@@ -124,7 +124,7 @@ def test_list_fits_80_columns_whatever_the_emails_and_errors(tenants, stub_broke
     row = next(n for n, line in enumerate(lines) if line.startswith(failed[:8]))
     assert "someone.with" in lines[row] and "…" in lines[row]
     # The error's first line, under its job, cut at the edge; no escape sequence reaches the terminal.
-    assert lines[row + 1].strip().startswith("ValueError:  [31mthe first line of a long error yyy")
+    assert lines[row + 1].strip().startswith("ValueError: \\x1b[31mthe first line of a long error yyy")
     assert lines[row + 1].endswith("…")
     assert "second line" not in output and "\x1b" not in output
 
@@ -147,7 +147,7 @@ def test_list_pages_with_cursors_and_never_skips_or_repeats(tenants, stub_broker
 
     seen, hint, pages = [], None, 0
     while True:
-        output = ok("list", "--limit", "2", *(hint or ()))
+        output = ok("list", "--operator", "--limit", "2", *(hint or ()))
         seen += listed_ids(output)
         pages += 1
         hint = more_hint(output)
@@ -158,18 +158,23 @@ def test_list_pages_with_cursors_and_never_skips_or_repeats(tenants, stub_broker
     assert seen == [job[:8] for job in newest_first]
     assert pages == 3
 
-    page = json.loads(ok("list", "--limit", "2", "--json"))
+    page = json.loads(ok("list", "--operator", "--limit", "2", "--json"))
     assert [job["job_id"] for job in page["jobs"]] == newest_first[:2]
     # Back towards the newer jobs: the nearest ones first, then the next cursor that way.
-    oldest = json.loads(ok("list", "--limit", "5", "--json"))["next"]
-    newer = ok("list", "--limit", "2", "--after", oldest)
+    oldest = json.loads(ok("list", "--operator", "--limit", "5", "--json"))["next"]
+    newer = ok("list", "--operator", "--limit", "2", "--after", oldest)
     assert listed_ids(newer) == [job[:8] for job in newest_first[2:4]]
     direction, cursor = more_hint(newer)
     assert direction == "--after"
-    assert listed_ids(ok("list", "--limit", "2", "--after", cursor)) == [job[:8] for job in newest_first[0:2]]
-    assert json.loads(ok("list", "--limit", "6", "--json"))["next"] is None
+    assert listed_ids(ok("list", "--operator", "--limit", "2", "--after", cursor)) == [
+        job[:8] for job in newest_first[0:2]
+    ]
+    assert json.loads(ok("list", "--operator", "--limit", "6", "--json"))["next"] is None
 
-    assert refused("list", "--before", "not-a-cursor") == "error: not a cursor of the job list: 'not-a-cursor'"
+    assert (
+        refused("list", "--operator", "--before", "not-a-cursor")
+        == "error: not a cursor of the job list: 'not-a-cursor'"
+    )
 
 
 def test_list_filters_by_type_and_since(tenants, stub_broker):
@@ -178,12 +183,12 @@ def test_list_filters_by_type_and_since(tenants, stub_broker):
     course = service.send_job("initialize", user_id=admin, args={"course_id": tenants.acme.course})
     late = send(admin)
 
-    assert listed_ids(ok("list", "--type", "initialize")) == [course[:8]]
-    assert listed_ids(ok("list", "--since", "10m")) == [late[:8], course[:8], early[:8]]
+    assert listed_ids(ok("list", "--operator", "--type", "initialize")) == [course[:8]]
+    assert listed_ids(ok("list", "--operator", "--since", "10m")) == [late[:8], course[:8], early[:8]]
     since = job_row(course)["created_at"]
-    assert listed_ids(ok("list", "--since", since.isoformat())) == [late[:8], course[:8]]
-    assert listed_ids(ok("list", "--since", (since + timedelta(days=1)).isoformat())) == []
-    assert refused("list", "--since", "yesterday") == (
+    assert listed_ids(ok("list", "--operator", "--since", since.isoformat())) == [late[:8], course[:8]]
+    assert listed_ids(ok("list", "--operator", "--since", (since + timedelta(days=1)).isoformat())) == []
+    assert refused("list", "--operator", "--since", "yesterday") == (
         "error: --since takes a duration (10m, 2h, 3d) or an ISO time, not 'yesterday'"
     )
 
@@ -195,9 +200,9 @@ def test_users_and_organizations_that_match_nothing_are_errors(tenants, stub_bro
 
     assert refused("list", "--as", "nobody@x.example") == "error: no user nobody@x.example"
     assert refused("list", "--as", unknown) == f"error: no user {unknown}"
-    assert refused("list", "--user", "nobody@x.example") == "error: no user nobody@x.example"
-    assert refused("list", "--org", "Nowhere Inc") == "error: no organization Nowhere Inc"
-    assert refused("list", "--org", unknown) == f"error: no organization {unknown}"
+    assert refused("list", "--operator", "--user", "nobody@x.example") == "error: no user nobody@x.example"
+    assert refused("list", "--operator", "--org", "Nowhere Inc") == "error: no organization Nowhere Inc"
+    assert refused("list", "--operator", "--org", unknown) == f"error: no organization {unknown}"
     # A user sees no one of another organization: it is unknown to them.
     assert refused("list", "--as", "alice@acme.example", "--user", "carol@globex.example") == (
         "error: no user carol@globex.example"
@@ -208,9 +213,9 @@ def test_users_and_organizations_that_match_nothing_are_errors(tenants, stub_bro
     assert refused("show", "ffffffff", "--as", "nobody@x.example") == "error: no user nobody@x.example"
 
     for org in ("Globex Academy", tenants.globex.id):
-        assert len(listed_ids(ok("list", "--org", org))) == 1
-    assert len(listed_ids(ok("list", "--user", "carol@globex.example"))) == 1
-    assert ok("list", "--user", "carol@globex.example", "--org", "Acme Learning") == "No jobs.\n"
+        assert len(listed_ids(ok("list", "--operator", "--org", org))) == 1
+    assert len(listed_ids(ok("list", "--operator", "--user", "carol@globex.example"))) == 1
+    assert ok("list", "--operator", "--user", "carol@globex.example", "--org", "Acme Learning") == "No jobs.\n"
 
 
 # show
@@ -222,7 +227,7 @@ def test_show_prints_arguments_and_results_as_json_with_days_and_emails(tenants,
     assert transitions.mark_completed(job_id, 1, f"{WORKER}/1", {"waited_ms": 5, "text": "é"}).applied
     row = job_row(job_id)
 
-    output = ok("show", job_id)
+    output = ok("show", "--operator", job_id)
 
     assert re.search(r"^ +arguments  \{\"delay_ms\": 5, \"should_fail\": false\}$", output, re.MULTILINE)
     # (jsonb keeps keys in its own order.)
@@ -235,7 +240,7 @@ def test_show_prints_arguments_and_results_as_json_with_days_and_emails(tenants,
     assert all(re.match(r"  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+  ", line) for line in history)
     assert "by alice@acme.example" in history[0]
     assert "False" not in output and "{'" not in output
-    assert json.loads(ok("show", job_id, "--json"))["job"]["result"] == {"waited_ms": 5, "text": "é"}
+    assert json.loads(ok("show", "--operator", job_id, "--json"))["job"]["result"] == {"waited_ms": 5, "text": "é"}
 
 
 def test_show_gives_operators_the_error_stack_and_users_its_first_line(tenants, stub_broker):
@@ -245,7 +250,7 @@ def test_show_gives_operators_the_error_stack_and_users_its_first_line(tenants, 
         job_id, "it broke\nand said more", stack="Traceback (most recent call last):\n  File 'x'\nValueError: it broke"
     )
 
-    operator = ok("show", job_id)
+    operator = ok("show", "--operator", job_id)
     owner = ok("show", job_id, "--as", "alice@acme.example")
 
     assert re.search(r"^ +error  ValueError: it broke$", operator, re.MULTILINE)
@@ -262,7 +267,7 @@ def test_show_names_who_cancelled_and_no_internal_queue(tenants, stub_broker):
     service.cancel_job(job_id, requested_by=admin, reason="not needed")
     cancelled_at = format_time(job_row(job_id)["cancelled_at"])
 
-    for viewer in ((), ("--as", "alice@acme.example")):
+    for viewer in (("--operator",), ("--as", "alice@acme.example")):
         output = ok("show", job_id, *viewer)
         assert re.search(rf"^ +cancelled  {re.escape(cancelled_at)} by admin@acme.example$", output, re.MULTILINE)
         assert re.search(r"^ +reason  not needed$", output, re.MULTILINE)
@@ -282,11 +287,12 @@ def test_show_takes_a_unique_beginning_of_the_id(tenants, stub_broker):
     single = send(alice)
 
     def shown(*args: str) -> str:
-        return json.loads(ok("show", *args, "--json"))["job"]["job_id"]
+        who = () if "--as" in args else ("--operator",)
+        return json.loads(ok("show", *who, *args, "--json"))["job"]["job_id"]
 
     assert shown(single[:8]) == single
     assert shown(single.upper()) == single
-    assert refused("show", "abcdef01") == (
+    assert refused("show", "--operator", "abcdef01") == (
         "error: job id abcdef01 is ambiguous: more than one job id begins with it (give more digits)"
     )
     assert shown("abcdef011") == shown("ABCDEF01-1") == mine
@@ -294,11 +300,11 @@ def test_show_takes_a_unique_beginning_of_the_id(tenants, stub_broker):
     assert shown("abcdef01", "--as", "alice@acme.example") == mine
     assert "is ambiguous" in refused("show", "abcdef01", "--as", "admin@acme.example")
     assert refused("show", "abcdef01", "--as", "carol@globex.example") == "error: no job with id abcdef01"
-    assert refused("show", "abcdef0") == (
+    assert refused("show", "--operator", "abcdef0") == (
         "error: not a job id: 'abcdef0' (give the full id, or at least its first 8 hex digits)"
     )
-    assert refused("show", "0123456789") == "error: no job with id 0123456789"
-    assert refused("show", "not-hex-at-all") == (
+    assert refused("show", "--operator", "0123456789") == "error: no job with id 0123456789"
+    assert refused("show", "--operator", "not-hex-at-all") == (
         "error: not a job id: 'not-hex-at-all' (give the full id, or at least its first 8 hex digits)"
     )
 
@@ -306,7 +312,7 @@ def test_show_takes_a_unique_beginning_of_the_id(tenants, stub_broker):
 # show --follow, list --watch
 
 
-@pytest.mark.parametrize("viewer", [(), ("--as", "alice@acme.example")], ids=["operator", "owner"])
+@pytest.mark.parametrize("viewer", [("--operator",), ("--as", "alice@acme.example")], ids=["operator", "owner"])
 def test_follow_prints_new_events_as_they_happen_until_the_job_ends(tenants, stub_broker, viewer):
     job_id = send(tenants.acme.members[0])
     live = Live("show", "--follow", job_id, "--interval", "0.05", *viewer, env=NO_REDIS)
@@ -314,7 +320,7 @@ def test_follow_prints_new_events_as_they_happen_until_the_job_ends(tenants, stu
         live.wait_for_text("enqueued")
         run(job_id)
         started = live.wait_for_text(" started ")
-        assert ("on host-a:101:boot/1" in started) == (not viewer)
+        assert ("on host-a:101:boot/1" in started) == (viewer == ("--operator",))
         assert transitions.record_progress(job_id, 1, 40, "nearly half")
         assert "40%  nearly half" in live.wait_for_text(" progress ")
         assert transitions.mark_completed(job_id, 1, f"{WORKER}/1", {"ok": True}).applied
@@ -332,7 +338,7 @@ def test_follow_prints_new_events_as_they_happen_until_the_job_ends(tenants, stu
 
 def test_follow_as_json_prints_one_object_a_line(tenants, stub_broker):
     job_id = send(tenants.acme.members[0])
-    live = Live("show", "--follow", job_id[:8], "--json", "--interval", "0.05", env=NO_REDIS)
+    live = Live("show", "--operator", "--follow", job_id[:8], "--json", "--interval", "0.05", env=NO_REDIS)
     try:
         first = json.loads(live.wait_for_line(lambda line: line.startswith("{"), what="the job"))
         assert [event["event"] for event in first["events"]] == ["enqueued"]
@@ -349,7 +355,10 @@ def test_follow_as_json_prints_one_object_a_line(tenants, stub_broker):
 
 def test_follow_and_watch_end_quietly_on_ctrl_c(tenants, stub_broker):
     job_id = send(tenants.acme.members[0])
-    for args, shown in ((("show", "--follow", job_id), "enqueued"), (("list", "--watch"), job_id[:8])):
+    for args, shown in (
+        (("show", "--operator", "--follow", job_id), "enqueued"),
+        (("list", "--operator", "--watch"), job_id[:8]),
+    ):
         live = Live(*args, "--interval", "0.05", env=NO_REDIS)
         try:
             live.wait_for_text(shown)
@@ -381,9 +390,12 @@ def test_watch_redraws_the_list_as_jobs_come_and_change(tenants, stub_broker):
 
 
 def test_live_options_are_checked(tenants):
-    assert refused("list", "--watch", "--json") == "error: --watch redraws a table: it does not go with --json"
     assert (
-        refused("list", "--watch", "--interval", "0")
+        refused("list", "--operator", "--watch", "--json")
+        == "error: --watch redraws a table: it does not go with --json"
+    )
+    assert (
+        refused("list", "--operator", "--watch", "--interval", "0")
         == "error: --interval must be a number of seconds above 0, not 0.0"
     )
 

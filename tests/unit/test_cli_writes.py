@@ -75,7 +75,7 @@ def test_an_operator_cancels_without_an_org_admins_identity(stub_broker, tenants
         (job_id,),
     ).fetchone()
     assert (event, actor, details) == ("cancelled", None, {"reason": "runaway", "operator": "dana-oncall"})
-    assert " by operator dana-oncall" in jobctl("show", job_id).stdout
+    assert " by operator dana-oncall" in jobctl("show", "--operator", job_id).stdout
 
 
 def test_neither_workers_nor_users_may_cancel_as_an_operator(stub_broker, tenants, settings):
@@ -118,7 +118,7 @@ def test_retry_through_the_command_line(stub_broker, tenants):
     assert again.stdout == f"job {job_id} was already retried as {new_id}: nothing sent\n"
     assert [e[0] for e in events(job_id)][-2:] == ["retry_refused", "retried"]
     # Linked both ways, as show prints them.
-    assert f"retried as  {new_id}" in jobctl("show", job_id).stdout
+    assert f"retried as  {new_id}" in jobctl("show", "--operator", job_id).stdout
     assert f"retry of  {job_id}" in jobctl("show", new_id, "--as", "alice@acme.example").stdout
 
 
@@ -254,21 +254,21 @@ def test_an_operators_cancel_with_a_bad_admin_url_is_one_masked_line(stub_broker
 
 def test_a_database_without_the_schema_says_to_migrate(settings):
     url = settings.database_url.rsplit("/", 1)[0] + "/postgres"
-    listed = jobctl("list", env={"DATABASE_URL": url})
+    listed = jobctl("list", "--operator", env={"DATABASE_URL": url})
     assert listed.returncode == 1
     assert listed.stderr.startswith("error: the database's schema is not this release's (run `jobctl migrate`)")
     assert len(listed.stderr.splitlines()) == 1
 
 
 def test_list_of_an_unknown_type_is_an_error(tenants):
-    listed = jobctl("list", "--type", "nope")
+    listed = jobctl("list", "--operator", "--type", "nope")
     assert (listed.returncode, listed.stderr) == (2, "error: unknown job type 'nope' (known: initialize, test_job)\n")
 
 
 def test_list_piped_into_head_ends_quietly(stub_broker, tenants):
     service.send_jobs("test_job", [{}] * 1000, user_id=tenants.acme.admin)
     piped = subprocess.run(
-        f"'{JOBCTL}' list --limit 1000 | head -n 1", shell=True, capture_output=True, text=True, timeout=60
+        f"'{JOBCTL}' list --operator --limit 1000 | head -n 1", shell=True, capture_output=True, text=True, timeout=60
     )
     assert piped.stderr == "" and piped.stdout.startswith("JOB ")
 
@@ -284,7 +284,7 @@ def test_users_json_holds_no_stack_and_no_host_as_their_text_does(stub_broker, t
     assert transitions.mark_failed(job_id, 1, "host:1:boot/1", failure).applied
 
     as_user = jobctl("show", job_id, "--as", "alice@acme.example", "--json")
-    as_operator = jobctl("show", job_id, "--json")
+    as_operator = jobctl("show", "--operator", job_id, "--json")
     assert "secret_path" not in as_user.stdout and "host:1" not in as_user.stdout
     assert "secret_path" in as_operator.stdout and "host:1" in as_operator.stdout
     listed = jobctl("list", "--as", "alice@acme.example", "--json")

@@ -70,7 +70,7 @@ def test_rendered_lines_mask_passwords_in_fields_messages_and_tracebacks(fmt):
 
 def test_jobctl_reports_an_unreachable_database_without_the_password(tenants):
     # libpq takes a URL it can't parse for a database name, and the server quotes it back.
-    ran = jobctl("list", env={"DATABASE_URL": f"postgresql//jobs_worker:{SECRET}@127.0.0.1/jobs"})
+    ran = jobctl("list", "--operator", env={"DATABASE_URL": f"postgresql//jobs_worker:{SECRET}@127.0.0.1/jobs"})
     assert ran.returncode == 1
     assert ran.stderr.startswith("error: database unreachable:") and ran.stderr.count("\n") == 1
     assert SECRET not in ran.stderr + ran.stdout and "jobs_worker:***@" in ran.stderr
