@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg2 import sql
+
 from .connection import connect
 
 FIXTURES = {
@@ -30,13 +32,19 @@ FIXTURES = {
 
 def _upsert(cursor: Any, table: str, conflict: str, values: dict[str, Any]) -> str:
     # DO UPDATE (not DO NOTHING) so that RETURNING gives the id of a row that already existed.
-    first = conflict.split(",")[0].strip()
-    columns = ", ".join(values)
-    cursor.execute(
-        f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(values))})"
-        f" ON CONFLICT ({conflict}) DO UPDATE SET {first} = EXCLUDED.{first} RETURNING id",
-        list(values.values()),
+    # Names as identifiers (psycopg2.sql), values as parameters: no query is built by formatting.
+    keys = [sql.Identifier(name.strip()) for name in conflict.split(",")]
+    statement = sql.SQL(
+        "INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT ({keys}) DO UPDATE SET {first} = EXCLUDED.{first}"
+        " RETURNING id"
+    ).format(
+        table=sql.Identifier(table),
+        columns=sql.SQL(", ").join(map(sql.Identifier, values)),
+        values=sql.SQL(", ").join(sql.Placeholder() * len(values)),
+        keys=sql.SQL(", ").join(keys),
+        first=keys[0],
     )
+    cursor.execute(statement, list(values.values()))
     return str(cursor.fetchone()[0])
 
 

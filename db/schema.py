@@ -8,6 +8,7 @@ from urllib.parse import urlparse, urlunparse
 
 import psycopg2.errors
 import structlog
+from psycopg2 import sql
 
 from .connection import connect
 from .errors import MigrationChanged
@@ -31,7 +32,7 @@ def create_database_if_missing(url: str) -> bool:
             if cursor.fetchone():
                 return False
             try:
-                cursor.execute(f'CREATE DATABASE "{name}"')
+                cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
             except psycopg2.errors.DuplicateDatabase:
                 return False
     finally:
