@@ -10,6 +10,7 @@ import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from db.excerpt import clipped
 from middleware.settings import Settings
 
 from ..errors import JobNotPublished, PermissionDenied, UnknownCourse, UnknownJobType
@@ -84,8 +85,12 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         job_args = json.loads(args.args)
-    except json.JSONDecodeError as error:
-        raise UsageError(f"--args is not valid JSON: {error}") from None
+    except RecursionError:
+        raise UsageError(
+            f"--args: the arguments are nested more than {settings.max_args_depth} deep (JOBS_MAX_ARGS_DEPTH)"
+        ) from None
+    except ValueError as error:  # JSONDecodeError, or a number too long to read
+        raise UsageError(f"--args is not valid JSON: {clipped(str(error))}") from None
     if args.count < 1:
         raise UsageError("--count must be 1 or more")
     from actors import JOB_TYPES  # configures the database and the broker
