@@ -15,8 +15,8 @@ EXCERPT = 60
 #: The longest message a refusal quotes from elsewhere (a validator's, Python's own).
 MESSAGE = 240
 
-# What needs no quoting: ids, emails, names of job types.
-_PLAIN = re.compile(r"[\w.@+:/-]+", re.ASCII)
+# What needs no quoting: ids, emails, names (of job types, of organizations: single spaces).
+_PLAIN = re.compile(r"[\w.@+:/-]+( [\w.@+:/-]+)*", re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 

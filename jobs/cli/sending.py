@@ -10,7 +10,7 @@ import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from db.excerpt import clipped
+from db.excerpt import clipped, excerpt
 from middleware.settings import Settings
 
 from ..errors import JobNotPublished, PermissionDenied, UnknownCourse, UnknownJobType
@@ -29,7 +29,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     command.add_argument("job_type", help="one of the job types listed below")
     command.add_argument("--as", dest="user", required=True, help="user id or email")
     command.add_argument("--args", default="{}", help="the job's arguments, as a JSON object")
-    command.add_argument("--delay-ms", type=int)
+    command.add_argument("--delay-ms", type=_whole_number)
     command.add_argument("--count", type=int, default=1, help="send N jobs (in batches of 1,000, each all or none)")
     command.add_argument(
         "--key",
@@ -63,6 +63,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--as", dest="user", required=True, help="user id or email: its owner or an org admin")
     command.add_argument("--json", action="store_true")
     command.set_defaults(run=_retry)
+
+
+def _whole_number(value: str) -> int:
+    """An int, refused with an excerpt of what was typed (argparse's own message repeats it whole)."""
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {excerpt(value)}") from None
 
 
 def _send_help(parser: argparse.ArgumentParser) -> str:

@@ -12,6 +12,7 @@ import dramatiq
 import pytest
 
 from db import storable
+from db.connection import database
 from jobs import service
 from jobs.errors import InvalidArguments, JobError
 from tests.helpers import count, events, job_row
@@ -141,6 +142,11 @@ def test_a_20_mb_error_message_is_stored_cut_and_the_failure_recorded(tenants, s
     assert job["error_message"].endswith("characters cut]") and len(job["error_message"]) < limit + 100
     assert len(job["error_stack"]) < storable.limits().max_error_stack_chars + 100
     assert "characters cut" in job["error_stack"]
+    with database.execute_sql(
+        "SELECT max(length(details::text)) FROM job_events WHERE job_id = %s", (job_id,)
+    ) as cursor:
+        (longest,) = cursor.fetchone()
+    assert longest < limit + storable.limits().max_error_stack_chars + 1_000, "its event holds it cut too"
     assert all(len(str(record.msg)) < BOUNDED_LOG for record in log_records), "a log line carried the whole error"
 
 
@@ -190,8 +196,14 @@ def test_the_command_echoes_bad_input_as_a_short_excerpt(tenants, nothing_writte
         ("send", "test_job", "--as", ALICE, "--args", big),
         ("send", "test_job", "--as", ALICE, "--args", json.dumps({big: 1})),
         ("send", "test_job", "--as", ALICE, "--args", json.dumps({"delay_ms": big})),
+        ("send", "test_job", "--as", big),
+        ("cancel", big, "--as", ALICE),
+        ("cancel", "0" * 40 + big, "--operator", "ops"),
+        ("list", "--as", ALICE, "--since", big),
     ):
         assert "\x1b" not in refused(*args)
+    usage = jobctl("send", "test_job", "--as", ALICE, "--delay-ms", "9" * 100_000)
+    assert usage.returncode == 2 and len(usage.stderr) < 1_000, usage.stderr[-300:]
 
 
 # Arguments: nesting and size ---------------------------------------------------------------------
