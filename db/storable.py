@@ -58,16 +58,16 @@ def limits() -> StorageLimits:
 
 
 def text(value: str | None, limit: int, *, keep_end: bool = False) -> str | None:
-    """`value` as PostgreSQL can store it, at most about `limit` characters (the end of it with
-    keep_end: the end of a stack is where the error is)."""
+    """`value` as PostgreSQL can store it, at most `limit` characters with the note that says it
+    was cut (the end of it with keep_end: the end of a stack is where the error is). A text cut
+    once is left as it is when given again."""
     if value is None:
         return None
     value = _clean(value)
     if len(value) > limit:
-        cut = len(value) - limit
-        value = (
-            f"[{cut} characters cut] ...{value[-limit:]}" if keep_end else f"{value[:limit]}... [{cut} characters cut]"
-        )
+        note = f"[{len(value)} characters, cut to {limit}]"
+        keep = max(0, limit - len(note) - 4)
+        value = f"{note} ...{value[-keep:] if keep else ''}" if keep_end else f"{value[:keep]}... {note}"
     return value
 
 
