@@ -5,6 +5,7 @@ from __future__ import annotations
 import dramatiq
 
 import db
+from db import storable
 from middleware.log_format import use_stdlib_logging
 from middleware.settings import Settings
 
@@ -15,6 +16,7 @@ from .broker import bind, build_broker
 use_stdlib_logging()
 settings = Settings.from_env()
 db.configure(settings.database_url, settings.db_limits())
+storable.configure(settings.storage_limits())
 broker = build_broker(settings)
 # The actors below attach to the global broker as they are defined.
 dramatiq.set_broker(broker)

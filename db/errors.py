@@ -6,6 +6,8 @@ Dramatiq lets through to the caller of send() (middleware/errors.py).
 
 from __future__ import annotations
 
+from .excerpt import token
+
 
 class JobError(Exception):
     """Base of every error of this system that a caller can act on."""
@@ -21,7 +23,7 @@ class InvalidDatabaseUrl(JobError):
 
 class UnknownUser(JobError):
     def __init__(self, user_id: object) -> None:
-        super().__init__(f"unknown user {user_id}")
+        super().__init__(f"unknown user {token(user_id)}")
         self.user_id = user_id
 
 
@@ -37,6 +39,11 @@ class KeyTaken(JobError):
     def __init__(self, key: str, job_id: str, job_type: str) -> None:
         super().__init__(f"the key {key!r} was given to job {job_id}, of type {job_type}: a key names one job")
         self.key, self.job_id, self.job_type = key, job_id, job_type
+
+
+class LimitExceeded(JobError):
+    """Something given is over one of the limits on what is stored (db.storable.StorageLimits):
+    refused, nothing written. The message names the limit's setting."""
 
 
 class ScopeError(RuntimeError):

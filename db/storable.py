@@ -5,18 +5,20 @@ A job's own output (its result, its error) is made storable here, so that the en
 attempt is recorded whatever the job returned or raised: a NUL becomes U+FFFD, an overlong text
 is cut with a note that says so, and a result that can't be stored whole is replaced by a marker
 that says why. A job's arguments are never rewritten: a send whose arguments can't be stored is
-refused instead (`problem`).
+refused instead (`problem`, `arguments_problem`).
+
+How much may be stored is bounded (`StorageLimits`, set from the JOBS_MAX_... settings by whoever
+configures the system): what a sender gives over a limit is refused, what a job returns or
+raises over one is cut or replaced by a marker.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
-MAX_RESULT_BYTES = 1_000_000
-MAX_ERROR_MESSAGE = 4_000
-MAX_STACK = 16_000
 PREVIEW = 500
 REPLACEMENT = "\ufffd"
 
@@ -24,23 +26,55 @@ REPLACEMENT = "\ufffd"
 _UNSTORABLE_ESCAPE = re.compile(r"\\u(0000|d[89a-f])", re.IGNORECASE)
 
 
+@dataclass(frozen=True)
+class StorageLimits:
+    """How much of each thing is stored; each is the setting of the same name, upper-cased with
+    JOBS_ before it (middleware/settings.py), and the messages name it so."""
+
+    #: A job's arguments: bytes of their JSON, and how deep an argument may nest lists and objects.
+    max_args_bytes: int = 1_000_000
+    max_args_depth: int = 32
+    #: Bytes of a result's JSON: a larger one is replaced by a marker.
+    max_result_bytes: int = 1_000_000
+    #: Characters of an error's message and of its stack: longer ones are cut, saying so.
+    max_error_message_chars: int = 4_000
+    max_error_stack_chars: int = 16_000
+    #: Characters of a cancel request's reason: a longer one is refused.
+    max_reason_chars: int = 10_000
+    #: The longest delay of a send: 7 days (Dramatiq's Redis broker refuses longer ones anyway).
+    max_delay_ms: int = 7 * 24 * 3_600_000
+
+
+_limits = StorageLimits()
+
+
+def configure(limits: StorageLimits) -> None:
+    global _limits
+    _limits = limits
+
+
+def limits() -> StorageLimits:
+    return _limits
+
+
 def text(value: str | None, limit: int, *, keep_end: bool = False) -> str | None:
-    """`value` as PostgreSQL can store it, at most about `limit` characters (the end of it with
-    keep_end: the end of a stack is where the error is)."""
+    """`value` as PostgreSQL can store it, at most `limit` characters with the note that says it
+    was cut (the end of it with keep_end: the end of a stack is where the error is). A text cut
+    once is left as it is when given again."""
     if value is None:
         return None
     value = _clean(value)
     if len(value) > limit:
-        cut = len(value) - limit
-        value = (
-            f"[{cut} characters cut] ...{value[-limit:]}" if keep_end else f"{value[:limit]}... [{cut} characters cut]"
-        )
+        note = f"[{len(value)} characters, cut to {limit}]"
+        keep = max(0, limit - len(note) - 4)
+        value = f"{note} ...{value[-keep:] if keep else ''}" if keep_end else f"{value[:keep]}... {note}"
     return value
 
 
-def json_value(value: Any, max_bytes: int = MAX_RESULT_BYTES) -> Any:
+def json_value(value: Any, max_bytes: int | None = None) -> Any:
     """A JSON value PostgreSQL can store: `value` itself, with NUL characters replaced, or, when
     it is not JSON (NaN, an object) or too large, a marker that says why and shows its start."""
+    max_bytes = _limits.max_result_bytes if max_bytes is None else max_bytes
     try:
         encoded = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as error:
@@ -49,8 +83,60 @@ def json_value(value: Any, max_bytes: int = MAX_RESULT_BYTES) -> Any:
         value = _cleaned(value)
         encoded = json.dumps(value)
     if len(encoded) > max_bytes:
-        return _marker(f"{len(encoded)} bytes of JSON, more than the {max_bytes} a result may take", value)
+        return _marker(
+            f"{len(encoded)} bytes of JSON, more than the {max_bytes} a result may take (JOBS_MAX_RESULT_BYTES)", value
+        )
     return value
+
+
+def error_message(value: str | None) -> str | None:
+    return text(value, _limits.max_error_message_chars)
+
+
+def error_stack(value: str | None) -> str | None:
+    """The end of a stack is kept: that is where the error is."""
+    return text(value, _limits.max_error_stack_chars, keep_end=True)
+
+
+def arguments_problem(args: list[Any], kwargs: dict[str, Any]) -> str | None:
+    """Why a job's arguments can't be stored, or None: nested too deep (checked without recursion,
+    before anything walks them), too large, or not storable as they are (`problem`)."""
+    if any(nesting(value) > _limits.max_args_depth for value in (*args, *kwargs.values())):
+        return f"nested more than {_limits.max_args_depth} deep (JOBS_MAX_ARGS_DEPTH)"
+    try:
+        size = len(json.dumps({"args": args, "kwargs": kwargs}, allow_nan=False).encode("utf-8", "replace"))
+    except (TypeError, ValueError, RecursionError) as error:
+        return f"not storable as JSON ({error})"
+    if size > _limits.max_args_bytes:
+        return f"{size} bytes of JSON, more than the {_limits.max_args_bytes} allowed (JOBS_MAX_ARGS_BYTES)"
+    return problem({"args": args, "kwargs": kwargs})
+
+
+def reason_problem(reason: str | None) -> str | None:
+    """Why a cancel request's reason is refused, or None."""
+    if reason is not None and len(reason) > _limits.max_reason_chars:
+        return (
+            f"the reason is {len(reason)} characters long, more than the {_limits.max_reason_chars} "
+            "allowed (JOBS_MAX_REASON_CHARS)"
+        )
+    return None
+
+
+def nesting(value: Any) -> int:
+    """How deep lists, tuples and dicts nest in `value` (0 for a scalar), found without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def problem(value: Any) -> str | None:

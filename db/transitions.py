@@ -76,8 +76,8 @@ class Failure:
     def storable(self) -> Failure:
         return Failure(
             storable.text(self.type, 200) or "",
-            storable.text(self.message, storable.MAX_ERROR_MESSAGE) or "",
-            storable.text(self.stack, storable.MAX_STACK, keep_end=True) or "",
+            storable.error_message(self.message) or "",
+            storable.error_stack(self.stack) or "",
         )
 
 

@@ -9,14 +9,15 @@ import structlog
 from dramatiq_abort import abort
 from dramatiq_abort.middleware import AbortMode
 
-from db import transitions
+from db import storable, transitions
 from db.connection import Limits
+from db.excerpt import excerpt
 from db.queries import parse_uuid
 from db.scope import as_user
 from middleware.errors import one_line
 from middleware.publish import BROKER_ERRORS
 
-from .errors import JobAlreadyFinished, JobNotFound, PermissionDenied
+from .errors import JobAlreadyFinished, JobNotFound, LimitExceeded, PermissionDenied
 
 log = structlog.get_logger(__name__)
 
@@ -44,13 +45,15 @@ def cancel_job(job_id: object, requested_by: object, reason: str | None = None) 
     A waiting job (pending, retrying, delayed) will never run: its row is cancelled, and every
     later delivery of its message is skipped, however late. A running job's row is cancelled at
     once and its worker thread is interrupted; it is never retried. Raises JobNotFound,
-    UnknownUser, PermissionDenied or JobAlreadyFinished; refusals are recorded as events.
+    UnknownUser, PermissionDenied or JobAlreadyFinished; refusals are recorded as events. A
+    reason over JOBS_MAX_REASON_CHARS is refused (LimitExceeded) before anything is written.
     """
+    _check_reason(reason)
     key = parse_uuid(job_id)
     if key is None:
         raise JobNotFound(job_id)
-    bound = log.bind(job_id=str(key), requested_by=str(requested_by), write="awaited")
-    bound.info("cancel_requested", reason=reason)
+    bound = log.bind(job_id=str(key), requested_by=excerpt(requested_by), write="awaited")
+    bound.info("cancel_requested", reason=_logged(reason))
     with as_user(requested_by):
         outcome = transitions.cancel(str(key), reason)
     return _settled(outcome, bound, job_id, requested_by)
@@ -62,14 +65,26 @@ def cancel_job_as_operator(
     """Cancels a job as an operator (platform staff, not a user of its organization): the same
     change and interruption as cancel_job, recorded with the operator's name in its event. It
     runs as an administrator of the database (`admin_url`): workers and users can't. Raises
-    JobNotFound or JobAlreadyFinished."""
+    JobNotFound, JobAlreadyFinished or LimitExceeded (the reason too long)."""
+    _check_reason(reason)
     key = parse_uuid(job_id)
     if key is None:
         raise JobNotFound(job_id)
-    bound = log.bind(job_id=str(key), operator=operator, write="awaited")
-    bound.info("cancel_requested", reason=reason)
+    bound = log.bind(job_id=str(key), operator=excerpt(operator), write="awaited")
+    bound.info("cancel_requested", reason=_logged(reason))
     outcome = transitions.cancel_by_operator(admin_url, limits or Limits(), str(key), operator, reason)
     return _settled(outcome, bound, job_id, operator)
+
+
+def _check_reason(reason: str | None) -> None:
+    problem = storable.reason_problem(reason)
+    if problem is not None:
+        raise LimitExceeded(f"cancel refused: {problem}")
+
+
+def _logged(reason: str | None) -> str | None:
+    """The reason as a log line shows it: the row keeps it whole, the logs go further."""
+    return None if reason is None else excerpt(reason, 200)
 
 
 def _settled(outcome: transitions.Outcome, bound: Any, job_id: object, requested_by: object) -> Cancellation:

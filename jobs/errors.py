@@ -6,7 +6,16 @@ here, so that a service catches them from one place.
 
 from __future__ import annotations
 
-from db.errors import DatabaseUnavailable, JobError, KeyTaken, MigrationChanged, UnknownCourse, UnknownUser
+from db.errors import (
+    DatabaseUnavailable,
+    JobError,
+    KeyTaken,
+    LimitExceeded,
+    MigrationChanged,
+    UnknownCourse,
+    UnknownUser,
+)
+from db.excerpt import excerpt, token
 from middleware.errors import (
     InvalidArguments,
     JobNotPublished,
@@ -29,6 +38,7 @@ __all__ = [
     "JobRejected",
     "JobStartNotRecorded",
     "KeyTaken",
+    "LimitExceeded",
     "MigrationChanged",
     "MissingOwner",
     "PermissionDenied",
@@ -41,18 +51,18 @@ __all__ = [
 
 class UnknownJobType(JobRejected):
     def __init__(self, job_type: str, known: list[str]) -> None:
-        super().__init__(f"unknown job type {job_type!r} (known: {', '.join(sorted(known))})")
+        super().__init__(f"unknown job type {excerpt(job_type)} (known: {', '.join(sorted(known))})")
 
 
 class JobNotFound(JobError):
     def __init__(self, job_id: object) -> None:
-        super().__init__(f"no job with id {job_id}")
+        super().__init__(f"no job with id {token(job_id)}")
 
 
 class PermissionDenied(JobError):
     def __init__(self, user_id: object, job_id: object, action: str = "cancel") -> None:
         super().__init__(
-            f"user {user_id} may not {action} job {job_id}: only its owner or an admin of its organization may"
+            f"user {token(user_id)} may not {action} job {token(job_id)}: only its owner or an admin of its organization may"
         )
 
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from dramatiq import Actor
 
-from middleware.arguments import check_arguments
+from db.excerpt import excerpt
+from middleware.arguments import check_arguments, check_delay
 from middleware.errors import AlreadySent
 from middleware.options import OWNER
 from middleware.publish import publish_many, recorded_before
@@ -116,8 +117,7 @@ def _actor(job_type: str, delay_ms: int | None) -> Actor:
     actor = JOB_TYPES.get(job_type)
     if actor is None:
         raise UnknownJobType(job_type, list(JOB_TYPES))
-    if delay_ms is not None and (isinstance(delay_ms, bool) or not isinstance(delay_ms, int) or delay_ms < 0):
-        raise InvalidArguments(job_type, f"delay_ms must be a whole number of milliseconds >= 0, not {delay_ms!r}")
+    check_delay(job_type, delay_ms)
     return actor
 
 
@@ -125,7 +125,7 @@ def _arguments(job_type: str, args: dict[str, Any] | None) -> dict[str, Any]:
     if args is None:
         return {}
     if not isinstance(args, dict):
-        raise InvalidArguments(job_type, f"arguments must be an object of named values, not {args!r}")
+        raise InvalidArguments(job_type, f"arguments must be an object of named values, not {excerpt(args)}")
     return args
 
 

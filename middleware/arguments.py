@@ -13,6 +13,7 @@ from dramatiq import Broker, Message
 from dramatiq.middleware import Middleware
 
 from db import storable
+from db.excerpt import clipped, excerpt
 
 from .errors import InvalidArguments
 from .options import RECORDED
@@ -21,7 +22,8 @@ from .options import RECORDED
 class ArgumentValidation(Middleware):
     """Checks a new message's arguments against its actor before anything is written or sent.
 
-    The arguments must bind to the actor's signature and match its type hints (int, float, bool,
+    The arguments must be within the limits (db.storable.StorageLimits: nesting depth, then bytes
+    of JSON), as must the delay; they must bind to the actor's signature and match its type hints (int, float, bool,
     str, None and unions of them; bool is not an int), and be storable as they are (JSON without
     NaN, no NUL character: db.storable). Then the actor's `validate` option, if set, is called
     with the bound arguments and may raise ValueError to refuse them. A refusal
@@ -36,6 +38,7 @@ class ArgumentValidation(Middleware):
     def before_enqueue(self, broker: Broker, message: Message, delay: int | None) -> None:
         if message.options.get(RECORDED):
             return
+        check_delay(message.actor_name, delay)
         actor = broker.get_actor(message.actor_name)
         check_arguments(actor.actor_name, actor.fn, actor.options.get("validate"), message.args, message.kwargs)
 
@@ -47,24 +50,35 @@ def check_arguments(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> None:
-    problem = storable.problem({"args": list(args), "kwargs": kwargs})
+    problem = storable.arguments_problem(list(args), kwargs)
     if problem is not None:
         raise InvalidArguments(name, f"the arguments are {problem}")
     signature, hints = _describe(fn)
     try:
         bound = signature.bind(*args, **kwargs)
-    except TypeError as error:
-        raise InvalidArguments(name, str(error)) from None
+    except TypeError as error:  # its message names an unexpected argument: clipped
+        raise InvalidArguments(name, clipped(str(error))) from None
     bound.apply_defaults()
     for key, value in bound.arguments.items():
         hint = hints.get(key)
         if hint is not None and not _matches(value, hint):
-            raise InvalidArguments(name, f"{key} must be {_describe_hint(hint)}, not {value!r}")
+            raise InvalidArguments(name, f"{key} must be {_describe_hint(hint)}, not {excerpt(value)}")
     if validate is not None:
         try:
             validate(**bound.arguments)
         except ValueError as error:
-            raise InvalidArguments(name, str(error)) from None
+            raise InvalidArguments(name, clipped(str(error))) from None
+
+
+def check_delay(name: str, delay: object) -> None:
+    """Refuses a delay that is not a whole number of milliseconds from 0 to JOBS_MAX_DELAY_MS."""
+    if delay is None:
+        return
+    if isinstance(delay, bool) or not isinstance(delay, int) or delay < 0:
+        raise InvalidArguments(name, f"delay_ms must be a whole number of milliseconds >= 0, not {excerpt(delay)}")
+    limit = storable.limits().max_delay_ms
+    if delay > limit:
+        raise InvalidArguments(name, f"delay_ms is more than the {limit} allowed (JOBS_MAX_DELAY_MS)")
 
 
 @cache

@@ -10,6 +10,7 @@ from dramatiq.errors import Retry
 from dramatiq.middleware import MiddlewareError
 
 from db.errors import JobError, KeyTaken, UnknownCourse, UnknownUser
+from db.excerpt import clipped
 
 
 def one_line(error: BaseException) -> str:
@@ -24,7 +25,8 @@ class JobRejected(JobError, MiddlewareError):
 
 class InvalidArguments(JobRejected):
     def __init__(self, job_type: str, problem: str) -> None:
-        super().__init__(f"invalid arguments for {job_type}: {problem}")
+        # Clipped again: a problem may quote what the sender gave.
+        super().__init__(f"invalid arguments for {clipped(job_type, 100)}: {clipped(problem)}")
 
 
 class MissingOwner(JobRejected):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from db.connection import Limits
 from db.errors import JobError
 from db.redact import mask_url
+from db.storable import StorageLimits
 
 
 class ConfigurationError(JobError):
@@ -71,6 +72,16 @@ class Settings:
     allow_fault_injection: int = 0
     #: JOBS_PROGRESS_QUEUE: most progress updates waiting to be written; more are dropped.
     progress_queue: int = 10_000
+    #: JOBS_MAX_ARGS_BYTES, JOBS_MAX_ARGS_DEPTH, JOBS_MAX_RESULT_BYTES,
+    #: JOBS_MAX_ERROR_MESSAGE_CHARS, JOBS_MAX_ERROR_STACK_CHARS, JOBS_MAX_REASON_CHARS,
+    #: JOBS_MAX_DELAY_MS: limits on what is stored (db.storable.StorageLimits says what each bounds).
+    max_args_bytes: int = StorageLimits.max_args_bytes
+    max_args_depth: int = StorageLimits.max_args_depth
+    max_result_bytes: int = StorageLimits.max_result_bytes
+    max_error_message_chars: int = StorageLimits.max_error_message_chars
+    max_error_stack_chars: int = StorageLimits.max_error_stack_chars
+    max_reason_chars: int = StorageLimits.max_reason_chars
+    max_delay_ms: int = StorageLimits.max_delay_ms
     #: JOBS_LOG_FORMAT: json, console, or auto (console on a terminal, JSON otherwise).
     log_format: str = "auto"
     log_level: str = "INFO"
@@ -104,6 +115,9 @@ class Settings:
             raise ConfigurationError("JOBS_MAX_DELIVERIES must be 1 or more")
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigurationError(f"JOBS_LOG_FORMAT must be auto, json or console, not {self.log_format!r}")
+        for name in (field.name for field in fields(StorageLimits)):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"JOBS_{name.upper()} must be 1 or more")
         for name in ("db_connect_timeout_s", "db_statement_timeout_ms", "db_lock_timeout_ms", "db_keepalive_s"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"JOBS_{name.upper()} must be 1 or more")
@@ -120,3 +134,6 @@ class Settings:
             idle_in_transaction_timeout_ms=self.db_idle_in_transaction_timeout_ms,
             keepalive_s=self.db_keepalive_s,
         )
+
+    def storage_limits(self) -> StorageLimits:
+        return StorageLimits(**{field.name: getattr(self, field.name) for field in fields(StorageLimits)})

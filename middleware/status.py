@@ -288,4 +288,5 @@ class StatusMiddleware(Middleware):
 
 def _failure(exception: BaseException) -> transitions.Failure:
     stack = "".join(traceback.format_exception(type(exception), exception, exception.__traceback__))
-    return transitions.Failure(type(exception).__name__, str(exception) or type(exception).__name__, stack)
+    # Made storable here, not only when written: the job_failed line carries the message too.
+    return transitions.Failure(type(exception).__name__, str(exception) or type(exception).__name__, stack).storable()

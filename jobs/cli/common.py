@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from db.excerpt import excerpt, token
 from middleware.settings import Settings
 
 from ..errors import JobError, JobNotFound
@@ -74,7 +75,7 @@ def since_moment(value: str) -> datetime | timedelta:
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise UsageError(f"--since takes a duration (10m, 2h, 3d) or an ISO time, not {value!r}") from None
+        raise UsageError(f"--since takes a duration (10m, 2h, 3d) or an ISO time, not {excerpt(value)}") from None
     return moment if moment.tzinfo else moment.astimezone()
 
 
@@ -140,7 +141,7 @@ def find_user(value: str, viewer: str | None = None, *, option: str = "--as") ->
         raise UsageError(f"{option} needs a user's email or id, not an empty value")
     user = in_scope(viewer, lambda: queries.find_user(value))
     if user is None:
-        raise UsageError(f"no user {value}")
+        raise UsageError(f"no user {token(value)}")
     return user
 
 
@@ -155,7 +156,7 @@ def resolve_organization(value: str, viewer: str | None = None) -> str:
 
     organization = in_scope(viewer, lambda: queries.find_organization(value))
     if organization is None:
-        raise UsageError(f"no organization {value}")
+        raise UsageError(f"no organization {token(value)}")
     return str(organization["id"])
 
 
@@ -182,12 +183,12 @@ def resolve_job_id(value: str, viewer: str | None, *, acting: bool = False) -> s
             matches = in_scope(viewer, lambda: queries.job_ids_with_prefix(value, limit=2))
     except ValueError:
         raise UsageError(
-            f"not a job id: {value!r} (give the full id, or at least its first {queries.MIN_PREFIX} hex digits)"
+            f"not a job id: {excerpt(value)} (give the full id, or at least its first {queries.MIN_PREFIX} hex digits)"
         ) from None
     if not matches:
         raise JobNotFound(value)
     if len(matches) > 1:
-        raise UsageError(f"job id {value} is ambiguous: more than one job id begins with it (give more digits)")
+        raise UsageError(f"job id {token(value)} is ambiguous: more than one job id begins with it (give more digits)")
     return matches[0]
 
 

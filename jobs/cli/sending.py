@@ -10,6 +10,7 @@ import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from db.excerpt import clipped, excerpt
 from middleware.settings import Settings
 
 from ..errors import JobNotPublished, PermissionDenied, UnknownCourse, UnknownJobType
@@ -28,7 +29,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     command.add_argument("job_type", help="one of the job types listed below")
     command.add_argument("--as", dest="user", required=True, help="user id or email")
     command.add_argument("--args", default="{}", help="the job's arguments, as a JSON object")
-    command.add_argument("--delay-ms", type=int)
+    command.add_argument("--delay-ms", type=_whole_number)
     command.add_argument("--count", type=int, default=1, help="send N jobs (in batches of 1,000, each all or none)")
     command.add_argument(
         "--key",
@@ -64,6 +65,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     command.set_defaults(run=_retry)
 
 
+def _whole_number(value: str) -> int:
+    """An int, refused with an excerpt of what was typed (argparse's own message repeats it whole)."""
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {excerpt(value)}") from None
+
+
 def _send_help(parser: argparse.ArgumentParser) -> str:
     from actors import JOB_TYPES
 
@@ -84,8 +93,12 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         job_args = json.loads(args.args)
-    except json.JSONDecodeError as error:
-        raise UsageError(f"--args is not valid JSON: {error}") from None
+    except RecursionError:
+        raise UsageError(
+            f"--args: the arguments are nested more than {settings.max_args_depth} deep (JOBS_MAX_ARGS_DEPTH)"
+        ) from None
+    except ValueError as error:  # JSONDecodeError, or a number too long to read
+        raise UsageError(f"--args is not valid JSON: {clipped(str(error))}") from None
     if args.count < 1:
         raise UsageError("--count must be 1 or more")
     from actors import JOB_TYPES  # configures the database and the broker
