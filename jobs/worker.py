@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 
 import structlog
 from dramatiq import cli
@@ -33,14 +34,18 @@ def main(argv: list[str] | None = None) -> int:
     # On SIGHUP Dramatiq's CLI restarts by exec'ing sys.argv: this module again, not a bare script.
     sys.argv = [sys.executable, "-m", "jobs.worker", *argv]
     try:
+        # The worker processes log in as workers (a worker never acts as a user).
         settings = Settings.from_env()
+        settings = replace(settings, database_url=settings.worker_database_url)
     except JobError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     stream = open(args.log_file, "a", encoding="utf-8") if args.log_file else sys.stderr  # open for the process's life
     fmt = resolved_format(settings.log_format, stream)
-    # Read by the worker processes when they import the actors.
+    # Read by the worker processes when they import the actors: their log format, and their
+    # login, the workers' role (0014_service_role.sql).
     os.environ["JOBS_LOG_FORMAT"] = fmt
+    os.environ["DATABASE_URL"] = settings.database_url
     configure_logging(fmt, settings.log_level, stream)
     log.info("workers_starting", processes=args.processes, threads=args.threads, **settings.describe())
     return cli.main(args)

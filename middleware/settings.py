@@ -24,8 +24,12 @@ class ConfigurationError(JobError):
 class Settings:
     """Every setting, named after its environment variable (upper-cased, `JOBS_` where noted)."""
 
-    #: DATABASE_URL: what workers and services log in as: the jobs_worker role (0006_tenant_isolation.sql).
-    database_url: str = "postgresql://jobs_worker@127.0.0.1:5432/jobs"
+    #: DATABASE_URL: what this process logs in as. Services and `jobctl`: the jobs_service role,
+    #: which may act as a user (0014_service_role.sql); a worker process: jobs_worker.
+    database_url: str = "postgresql://jobs_service@127.0.0.1:5432/jobs"
+    #: WORKER_DATABASE_URL: what the worker processes that `jobctl worker` (python -m jobs.worker)
+    #: and the demo start log in as: the jobs_worker role, which can't act as a user.
+    worker_database_url: str = "postgresql://jobs_worker@127.0.0.1:5432/jobs"
     #: ADMIN_DATABASE_URL: an administrator of the same database, for `jobctl migrate` and `jobctl seed`.
     admin_database_url: str = "postgresql://postgres@127.0.0.1:5432/jobs"
     redis_url: str = "redis://127.0.0.1:6379/0"

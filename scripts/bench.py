@@ -58,6 +58,7 @@ def _bench_env() -> dict[str, str]:
 
     return {
         "DATABASE_URL": renamed(settings.database_url),
+        "WORKER_DATABASE_URL": renamed(settings.worker_database_url),
         "ADMIN_DATABASE_URL": renamed(settings.admin_database_url),
         "REDIS_URL": settings.redis_url,
         "JOBS_NAMESPACE": "jobs-bench",
@@ -182,6 +183,7 @@ class Bench:
         self._clean()
         env = {
             **os.environ,
+            "DATABASE_URL": os.environ["WORKER_DATABASE_URL"],  # workers log in as workers
             "BENCH_CONFIG": "bare" if config.startswith("bare") else "full",
             "BENCH_DONE_KEY": DONE_KEY,
         }

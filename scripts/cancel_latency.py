@@ -47,7 +47,7 @@ def main() -> int:
         [sys.executable, "-m", "dramatiq", "actors", "--processes", "1", "--threads", "4"],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "JOBS_LOG_FORMAT": "json"},
+        env={**os.environ, "JOBS_LOG_FORMAT": "json", "DATABASE_URL": actors.settings.worker_database_url},
     )
     latencies = []
     try:

@@ -89,7 +89,7 @@ class Workers:
         env = {
             **os.environ,
             **WORKER_ENV,
-            "DATABASE_URL": self.proxies[slot].url_for(actors.settings.database_url),
+            "DATABASE_URL": self.proxies[slot].url_for(actors.settings.worker_database_url),
             "REDIS_URL": f"{actors.settings.redis_url}{separator}client_name={REDIS_CLIENT}",
         }
         with open(os.path.join(self.log_dir, f"worker-{self.started}.log"), "w") as log:

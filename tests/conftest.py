@@ -38,8 +38,10 @@ def pytest_configure(config: pytest.Config) -> None:
     run = worker_input.get("testrunuid", uuid.uuid4().hex)[:8]
     name = f"jobs_test_{run}_{worker}"
     os.environ["ADMIN_DATABASE_URL"] = _database_url(name)
-    # The system under test logs in as in production: as jobs_worker, under row-level security.
-    os.environ["DATABASE_URL"] = _database_url(name, user="jobs_worker")
+    # The system under test logs in as in production, under row-level security: this process as
+    # a service (it acts as users, and runs workers in its threads), worker processes as workers.
+    os.environ["DATABASE_URL"] = _database_url(name, user="jobs_service")
+    os.environ["WORKER_DATABASE_URL"] = _database_url(name, user="jobs_worker")
     os.environ["REDIS_URL"] = REDIS_URL
     os.environ["JOBS_NAMESPACE"] = name.replace("_", "-")
     os.environ["JOBS_MIN_BACKOFF_MS"] = "10"

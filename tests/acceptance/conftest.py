@@ -47,7 +47,15 @@ def workers(redis_broker, tmp_path):
                 [sys.executable, *command, *modules, "--processes", "1", "--threads", str(threads)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **LEASE, **QUICK_STOP, "JOBS_LOG_FORMAT": "json", **(env or {})},
+                # As a worker logs in: the workers' role, which can't act as a user.
+                env={
+                    **os.environ,
+                    "DATABASE_URL": os.environ["WORKER_DATABASE_URL"],
+                    **LEASE,
+                    **QUICK_STOP,
+                    "JOBS_LOG_FORMAT": "json",
+                    **(env or {}),
+                },
                 start_new_session=True,  # its own process group: dramatiq's main process and its worker
             )
         process.log_path = log_path

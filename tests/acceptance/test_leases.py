@@ -43,7 +43,7 @@ def postgres_proxy():
 
 
 def through(proxy: Proxy, settings) -> dict[str, str]:
-    return {"DATABASE_URL": proxy.url_for(settings.database_url)}
+    return {"DATABASE_URL": proxy.url_for(settings.worker_database_url)}
 
 
 def own_end(job_id: str, worker: str):

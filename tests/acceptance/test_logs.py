@@ -31,12 +31,18 @@ def with_password(url: str, password: str) -> tuple[str, str]:
 
 
 def test_a_json_log_is_all_json_with_one_line_per_outcome_and_no_password(workers, tenants):
-    database_url, database_password = with_password(os.environ["DATABASE_URL"], "db-s3cret")
+    database_url, database_password = with_password(os.environ["WORKER_DATABASE_URL"], "db-s3cret")
     redis_url, redis_password = with_password(os.environ["REDIS_URL"], "redis-s3cret")
     # JOBS_LOG_FORMAT=auto, into a file: JSON. A lease of the usual length: this test counts
     # warnings, and a busy machine must not make a heartbeat late enough to postpone a start.
     usual_lease = {"JOBS_HEARTBEAT_S": "1", "JOBS_RECOVERY_WINDOW_S": "30", "JOBS_LEASE_MARGIN_S": "10"}
-    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "JOBS_LOG_FORMAT": "auto", **usual_lease}
+    env = {
+        "DATABASE_URL": database_url,
+        "WORKER_DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "JOBS_LOG_FORMAT": "auto",
+        **usual_lease,
+    }
     process = workers(threads=4, env=env, command=JOBS_WORKER)
     wait_for(lambda: "lease_acquired" in process.log_path.read_text(), what="the worker's lease", timeout=30)
 

@@ -14,7 +14,7 @@ from tests.helpers import job_row
 @pytest.fixture
 def as_worker(settings):
     """A session of the workers' role, as a compromised worker would have."""
-    conn = psycopg2.connect(settings.database_url)
+    conn = psycopg2.connect(settings.worker_database_url)
     conn.autocommit = True
     yield conn
     conn.close()
@@ -110,3 +110,21 @@ def test_a_worker_cannot_stop_a_job_it_does_not_hold(stub_broker, tenants, as_wo
         assert cursor.fetchone() == ("rejected",)
     assert job_row(job_id)["status"] == "active", "it runs on, as its own worker's"
     assert events(job_id)[-1][0] == "transition_rejected"
+
+
+def test_a_worker_cannot_act_as_a_user(tenants, as_worker):
+    with as_worker.cursor() as cursor:
+        cursor.execute("SELECT pg_has_role('jobs_worker', 'jobs_user', 'MEMBER')")
+        assert cursor.fetchone() == (False,)
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege, match="permission denied to set role"):
+            cursor.execute(
+                "SELECT set_config('role', 'jobs_user', false), set_config('jobs.user_id', %s, false)",
+                (tenants.globex.admin,),
+            )
+
+
+def test_a_service_acts_as_the_user_it_names(tenants, settings):
+    from db import scope  # on this process's connection: the services' role
+
+    with scope.as_user(tenants.acme.admin) as viewer:
+        assert viewer.organization_id is not None

@@ -80,7 +80,7 @@ def test_an_operator_cancels_without_an_org_admins_identity(stub_broker, tenants
 
 def test_neither_workers_nor_users_may_cancel_as_an_operator(stub_broker, tenants, settings):
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
-    conn = psycopg2.connect(settings.database_url)  # the workers' and services' role
+    conn = psycopg2.connect(settings.database_url)  # the services' role, which has the workers' rights
     conn.autocommit = True
     try:
         for call in ("job_cancel_by_operator(%s, 'mallory', NULL)", "job_cancel_by(%s, NULL, 'mallory', NULL)"):

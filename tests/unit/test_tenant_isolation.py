@@ -159,7 +159,7 @@ def test_identity_does_not_leak_into_the_next_transaction(tenants, jobs):
     after_rollback = database.execute_sql(who).fetchone()
 
     assert inside == ("jobs_user", alice, before[2])
-    assert before == after_commit == after_rollback == ("jobs_worker", "", before[2])
+    assert before == after_commit == after_rollback == ("jobs_service", "", before[2])
     # Nor can a scope be opened where its identity would outlive it.
     with database.atomic(), pytest.raises(scope.ScopeError):
         with scope.as_user(alice):
@@ -243,7 +243,8 @@ def test_workers_process_every_job_of_every_organization_with_rls_on(tenants, st
     role = database.execute_sql(
         "SELECT rolname, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
     ).fetchone()
-    assert role == ("jobs_worker", False, False), "the workers must run under the policies, not around them"
+    # This process logs in as a service (it runs workers in its threads too): under the policies.
+    assert role == ("jobs_service", False, False), "the workers must run under the policies, not around them"
     forced = database.execute_sql(
         "SELECT relname FROM pg_class WHERE relrowsecurity AND relforcerowsecurity AND relname = ANY(%s)",
         (list(TENANT_TABLES),),
