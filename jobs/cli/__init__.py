@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import NoReturn
 
 import peewee
 import psycopg2
 
 from db.connection import pgcode
+from db.excerpt import clipped
 from db.redact import mask_secrets
 from middleware.log_format import configure_logging
 from middleware.settings import Settings
@@ -74,10 +76,18 @@ def _closed_stdout() -> int:
     return 141  # 128 + SIGPIPE, the shell's code for a writer whose reader left
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad usage is one line too, as every other error (`--help` shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        # argparse quotes what was typed (an invalid choice): a long value only as an excerpt.
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {clipped(message)} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jobctl", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="jobctl", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default=os.environ.get("JOBS_LOG_LEVEL", "ERROR"))
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for module in (admin, sending, reading, fleet):
         module.register(commands)
     return parser

@@ -99,6 +99,12 @@ def test_cancel_needs_exactly_one_of_as_and_operator(tenants):
         "not allowed with argument" in both.stderr
         and "one of the arguments --as --operator is required" in neither.stderr
     )
+    assert len(both.stderr.splitlines()) == len(neither.stderr.splitlines()) == 1, "bad usage is one line too"
+
+
+def test_a_long_bad_command_is_echoed_as_an_excerpt():
+    typed = jobctl("x" * 100_000)
+    assert typed.returncode == 2 and len(typed.stderr.splitlines()) == 1 and len(typed.stderr) < 500
 
 
 def test_retry_through_the_command_line(stub_broker, tenants):
