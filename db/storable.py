@@ -24,6 +24,8 @@ REPLACEMENT = "\ufffd"
 
 # What json.dumps writes for a NUL or a surrogate: jsonb refuses both.
 _UNSTORABLE_ESCAPE = re.compile(r"\\u(0000|d[89a-f])", re.IGNORECASE)
+# The same in text itself: NUL, and the lone surrogates that UTF-8 can't encode.
+_UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ def error_stack(value: str | None) -> str | None:
 def arguments_problem(args: list[Any], kwargs: dict[str, Any]) -> str | None:
     """Why a job's arguments can't be stored, or None: nested too deep (checked without recursion,
     before anything walks them), too large, or not storable as they are (`problem`)."""
-    if any(nesting(value) > _limits.max_args_depth for value in (*args, *kwargs.values())):
+    if any(nesting(value, _limits.max_args_depth) > _limits.max_args_depth for value in (*args, *kwargs.values())):
         return f"nested more than {_limits.max_args_depth} deep (JOBS_MAX_ARGS_DEPTH)"
     try:
         size = len(json.dumps({"args": args, "kwargs": kwargs}, allow_nan=False).encode("utf-8", "replace"))
@@ -112,6 +114,10 @@ def arguments_problem(args: list[Any], kwargs: dict[str, Any]) -> str | None:
     return problem({"args": args, "kwargs": kwargs})
 
 
+#: The longest operator's name (job_cancel_by in 0010_sends.sql).
+MAX_OPERATOR_CHARS = 200
+
+
 def reason_problem(reason: str | None) -> str | None:
     """Why a cancel request's reason is refused, or None."""
     if reason is not None and len(reason) > _limits.max_reason_chars:
@@ -119,11 +125,23 @@ def reason_problem(reason: str | None) -> str | None:
             f"the reason is {len(reason)} characters long, more than the {_limits.max_reason_chars} "
             "allowed (JOBS_MAX_REASON_CHARS)"
         )
+    if reason is not None and _UNSTORABLE_TEXT.search(reason):
+        return "the reason holds a NUL character or a lone surrogate, which PostgreSQL can't store"
     return None
 
 
-def nesting(value: Any) -> int:
-    """How deep lists, tuples and dicts nest in `value` (0 for a scalar), found without recursion."""
+def operator_problem(operator: object) -> str | None:
+    """Why an operator's name is refused, or None: a name, 1 to MAX_OPERATOR_CHARS characters."""
+    if not isinstance(operator, str) or not operator.strip():
+        return "an operator's cancellation needs the operator's name"
+    if len(operator) > MAX_OPERATOR_CHARS or _UNSTORABLE_TEXT.search(operator):
+        return f"an operator's name is 1 to {MAX_OPERATOR_CHARS} characters of text"
+    return None
+
+
+def nesting(value: Any, stop_at: int | None = None) -> int:
+    """How deep lists, tuples and dicts nest in `value` (0 for a scalar), found without recursion;
+    with `stop_at`, no deeper than that (a value that holds itself nests without end)."""
     deepest = 0
     stack = [(value, 1)]
     while stack:
@@ -134,6 +152,8 @@ def nesting(value: Any) -> int:
             children = item
         else:
             continue
+        if stop_at is not None and depth > stop_at:
+            return depth
         deepest = max(deepest, depth)
         stack.extend((child, depth + 1) for child in children)
     return deepest

@@ -65,8 +65,12 @@ def cancel_job_as_operator(
     """Cancels a job as an operator (platform staff, not a user of its organization): the same
     change and interruption as cancel_job, recorded with the operator's name in its event. It
     runs as an administrator of the database (`admin_url`): workers and users can't. Raises
-    JobNotFound, JobAlreadyFinished or LimitExceeded (the reason too long)."""
+    JobNotFound, JobAlreadyFinished or LimitExceeded (the reason too long, the name blank or
+    too long)."""
     _check_reason(reason)
+    problem = storable.operator_problem(operator)
+    if problem is not None:
+        raise LimitExceeded(f"cancel refused: {problem}")
     key = parse_uuid(job_id)
     if key is None:
         raise JobNotFound(job_id)

@@ -22,17 +22,29 @@ OPERATORS_ONLY = frozenset({"error_stack", "worker_id", "worker_process"})
 OPERATORS_ONLY_DETAILS = frozenset({"lost_worker"})
 
 
+# The system's own errors name the worker they lost (host:pid): a tenant reads what happened.
+SYSTEM_ERRORS = {
+    "WorkerLost": "the worker running the job was lost, and the job with it",
+    "LeaseExpired": "the worker running the job lost its connection to the database and stopped it",
+}
+
+
 def for_tenant(job: dict[str, Any]) -> dict[str, Any]:
     """A job's row as a tenant (a member or an admin of its organization) may see it."""
-    return {name: value for name, value in job.items() if name not in OPERATORS_ONLY}
+    shown = {name: value for name, value in job.items() if name not in OPERATORS_ONLY}
+    if shown.get("error_type") in SYSTEM_ERRORS and "error_message" in shown:
+        shown["error_message"] = SYSTEM_ERRORS[shown["error_type"]]
+    return shown
 
 
 def event_for_tenant(event: dict[str, Any]) -> dict[str, Any]:
     """An event as a tenant may see it: neither the worker that wrote it nor the one it lost."""
-    shown = for_tenant(event)
+    shown = {name: value for name, value in event.items() if name not in OPERATORS_ONLY}
     details = shown.get("details")
     if isinstance(details, dict):
         shown["details"] = {key: value for key, value in details.items() if key not in OPERATORS_ONLY_DETAILS}
+        if shown["details"].get("error_type") in SYSTEM_ERRORS and "error_message" in shown["details"]:
+            shown["details"]["error_message"] = SYSTEM_ERRORS[shown["details"]["error_type"]]
     return shown
 
 

@@ -128,3 +128,52 @@ def test_a_service_acts_as_the_user_it_names(tenants, settings):
 
     with scope.as_user(tenants.acme.admin) as viewer:
         assert viewer.organization_id is not None
+
+
+# What each role may run, pinned: a function added later is open to nobody until it is named here.
+WORKER_FUNCTIONS = {
+    "course_add_module(uuid,integer,text)",
+    "course_lock(uuid)",
+    "course_mark_initialized(uuid)",
+    "job_finish(uuid,integer,text,text,jsonb,text,text,text,integer)",
+    "job_lease_expired(uuid,integer,text,integer,integer)",
+    "job_progress(uuid,integer,integer,text)",
+    "job_reap(bigint,integer,timestamp with time zone)",
+    "job_reschedule(uuid,bigint,jsonb)",
+    "job_start(uuid,text)",
+    "job_stop(uuid,integer,text,text,integer)",
+    "worker_heartbeat(text,text,integer,bigint,text)",
+    "worker_stopped(text,boolean)",
+}
+SERVICE_ONLY = {"job_send(uuid,text,text,uuid,uuid,jsonb,jsonb,jsonb,integer,bigint,text)"}
+USER_FUNCTIONS = {
+    "job_cancel_request(uuid,text)",
+    "job_retry_request(uuid,uuid,text[])",
+    "jobs_current_is_admin()",
+    "jobs_current_org()",
+    "jobs_current_user()",
+}
+
+
+def executable_by(admin_db, role: str) -> set[str]:
+    with admin_db.cursor() as cursor:
+        cursor.execute(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace"
+            " AND p.prorettype <> 'trigger'::regtype AND has_function_privilege(%s, p.oid, 'EXECUTE')",
+            (role,),
+        )
+        return {name for (name,) in cursor.fetchall()}
+
+
+def test_each_role_runs_exactly_the_functions_named_for_it(admin_db):
+    assert executable_by(admin_db, "jobs_worker") == WORKER_FUNCTIONS
+    assert executable_by(admin_db, "jobs_service") == WORKER_FUNCTIONS | SERVICE_ONLY | USER_FUNCTIONS
+    assert executable_by(admin_db, "jobs_user") == USER_FUNCTIONS
+
+
+def test_a_worker_sends_no_job(tenants, as_worker):
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege), as_worker.cursor() as cursor:
+        cursor.execute(
+            "SELECT * FROM job_send(gen_random_uuid(), 'test_job', 'default', %s, NULL, '[]', '{}', '{}', 4, NULL, NULL)",
+            (tenants.globex.admin,),
+        )

@@ -307,3 +307,33 @@ def test_limit_settings_must_be_positive_whole_numbers():
         Settings.from_env({"JOBS_MAX_ARGS_BYTES": "0"})
     with pytest.raises(ConfigurationError, match="JOBS_MAX_DELAY_MS"):
         Settings.from_env({"JOBS_MAX_DELAY_MS": "lots"})
+
+
+@pytest.mark.parametrize("operator", ["", "   ", "o" * 201, "nul\x00"])
+def test_an_operators_name_is_a_name_of_bounded_length(stub_broker, tenants, settings, operator):
+    job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
+    with pytest.raises(JobError, match="operator"):
+        service.cancel_job_as_operator(job_id, operator, admin_url=settings.admin_database_url)
+    assert job_row(job_id)["status"] == "pending" and [e[0] for e in events(job_id)] == ["enqueued"]
+
+
+def test_an_operators_long_name_through_the_command_line_is_one_line(stub_broker, tenants):
+    job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
+    refused = jobctl("cancel", job_id, "--operator", "o" * 300)
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1 and "CONTEXT" not in refused.stderr
+    assert job_row(job_id)["status"] == "pending"
+
+
+def test_a_reason_holding_a_nul_is_refused_in_one_line(stub_broker, tenants):
+    job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
+    with pytest.raises(JobError, match="NUL"):
+        service.cancel_job(job_id, tenants.acme.admin, reason="a\x00b")
+    assert job_row(job_id)["status"] == "pending"
+
+
+def test_arguments_that_hold_themselves_are_refused_not_walked_for_ever(stub_broker, tenants):
+    looped: list = []
+    looped.append(looped)
+    with pytest.raises(InvalidArguments):
+        service.send_job("test_job", user_id=tenants.acme.admin, args={"delay_ms": looped})
+    assert count("job_status") == 0
