@@ -71,7 +71,7 @@ def middleware_stack(settings: Settings, abort_backend: EventBackend) -> list[Mi
             max_deliveries=settings.max_deliveries,
             reconcile_s=settings.reconcile_s,
         ),
-        LeaseKeeper(lease, heartbeat_s=settings.heartbeat_s),
+        LeaseKeeper(lease, heartbeat_s=settings.heartbeat_s, may_act_as_users=bool(settings.worker_may_act_as_users)),
     ]
 
 

@@ -31,6 +31,12 @@ class Viewer:
         return self.role == "admin"
 
 
+def may_act_as_users() -> bool:
+    """Whether this connection's login may take the users' role (jobs_service may, jobs_worker
+    may not: 0014_service_role.sql)."""
+    return bool(database.execute_sql("SELECT pg_has_role(current_user, %s, 'MEMBER')", (USER_ROLE,)).fetchone()[0])
+
+
 @contextmanager
 def as_user(user_id: object) -> Iterator[Viewer]:
     """Runs the statements of the block in one transaction, as `user_id` and with their rights.

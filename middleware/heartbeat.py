@@ -12,12 +12,12 @@ import structlog
 from dramatiq import Broker, Message
 from dramatiq.middleware import Middleware
 
-from db import transitions
+from db import scope, transitions
 from db.connection import close_quietly
 
 from .identity import process_id
 from .lease import Lease, LeaseExpired, clock
-from .options import ATTEMPT
+from .options import ATTEMPT, ENDED
 
 log = structlog.get_logger(__name__)
 
@@ -44,11 +44,18 @@ class LeaseKeeper(Middleware):
       lease(Lease): the process's lease, shared with the status middleware (which starts no job
         without it).
       heartbeat_s(float): how often the lease is renewed.
+      may_act_as_users(bool): whether this worker may log in as a role that can act as a user
+        (jobs_service: tests run workers in a service's process). Otherwise a worker that finds
+        itself so, before its first heartbeat, never takes a lease, so runs no job, and says why
+        at every beat: job code must never run where it could take a user's identity. (It does
+        not exit: Dramatiq's main process waits half a minute for a worker that dies booting,
+        and a supervisor would only start it again; the others take back what it holds.)
     """
 
-    def __init__(self, lease: Lease, *, heartbeat_s: float) -> None:
+    def __init__(self, lease: Lease, *, heartbeat_s: float, may_act_as_users: bool = False) -> None:
         self.lease = lease
         self.heartbeat_s = heartbeat_s
+        self.may_act_as_users = may_act_as_users
         self._stop_beating = threading.Event()
         self._stop_watching = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -62,6 +69,7 @@ class LeaseKeeper(Middleware):
     def after_process_message(
         self, broker: Broker, message: Message, *, result: Any = None, exception: BaseException | None = None
     ) -> None:
+        message.options[ENDED] = clock()
         self.lease.unwatch(stopped=isinstance(exception, LeaseExpired))
 
     def after_skip_message(self, broker: Broker, message: Message) -> None:
@@ -110,11 +118,23 @@ class LeaseKeeper(Middleware):
     def _beat(self, broker_id: str | None) -> None:
         host, pid, lease_ms = socket.gethostname(), os.getpid(), int(self.lease.window_s * 1000)
         timeout_ms = max(1000, int(self.heartbeat_s * 1000))
-        failures, held = 0, False
+        failures, held, checked = 0, False, self.may_act_as_users
         try:
             while not self._stop_beating.is_set():
                 sent_at = clock()
                 try:
+                    if not checked:
+                        # Before the first lease, so that no job ever starts under such a role.
+                        if scope.may_act_as_users():
+                            log.error(
+                                "worker_refused",
+                                worker=process_id(),
+                                why="it logs in as a role that may act as a user: log workers in as jobs_worker "
+                                "(WORKER_DATABASE_URL, jobctl worker); it runs no job",
+                            )
+                            self._stop_beating.wait(self.heartbeat_s)
+                            continue
+                        checked = True
                     transitions.heartbeat(
                         process_id(), host, pid, lease_ms=lease_ms, broker_id=broker_id, timeout_ms=timeout_ms
                     )

@@ -74,6 +74,9 @@ class Settings:
     db_keepalive_s: int = 3
     #: JOBS_ALLOW_FAULT_INJECTION=1: tests and the chaos run may ask workers to crash.
     allow_fault_injection: int = 0
+    #: JOBS_WORKER_MAY_ACT_AS_USERS=1: a worker may log in as a role that can act as a user (tests
+    #: and tools that run workers in a service's process); otherwise it refuses to start.
+    worker_may_act_as_users: int = 0
     #: JOBS_PROGRESS_QUEUE: most progress updates waiting to be written; more are dropped.
     progress_queue: int = 10_000
     #: JOBS_MAX_ARGS_BYTES, JOBS_MAX_ARGS_DEPTH, JOBS_MAX_RESULT_BYTES,

@@ -22,7 +22,7 @@ from .errors import JobStartNotRecorded
 from .identity import worker_id
 from .lease import Lease, LeaseExpired, clock
 from .log_arguments import logged_arguments
-from .options import ATTEMPT, STARTED
+from .options import ATTEMPT, ENDED, STARTED
 from .resend import again
 from .retry_policy import will_retry
 
@@ -118,7 +118,9 @@ class StatusMiddleware(Middleware):
         attempt = message.options.get(ATTEMPT)
         if attempt is None:
             return
-        ended = clock()
+        # When the job's code returned (the lease keeper's after-hook, the first to run), not now:
+        # the hooks between may take a while on a starved machine.
+        ended = message.options.pop(ENDED, None) or clock()
         job_id, me = message.message_id, worker_id()
         if exception is None:
             self._end(

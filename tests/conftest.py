@@ -42,6 +42,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # a service (it acts as users, and runs workers in its threads), worker processes as workers.
     os.environ["DATABASE_URL"] = _database_url(name, user="jobs_service")
     os.environ["WORKER_DATABASE_URL"] = _database_url(name, user="jobs_worker")
+    # This process runs workers in its threads, as the services' role (worker processes, as
+    # jobs_worker, would be refused that).
+    os.environ["JOBS_WORKER_MAY_ACT_AS_USERS"] = "1"
     os.environ["REDIS_URL"] = REDIS_URL
     os.environ["JOBS_NAMESPACE"] = name.replace("_", "-")
     os.environ["JOBS_MIN_BACKOFF_MS"] = "10"

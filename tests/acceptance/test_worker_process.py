@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from db.connection import database
 from jobs import service
 from tests.acceptance.conftest import QUICK_STOP
 from tests.helpers import all_terminal, events, job_row, statuses, wait_for
@@ -78,3 +79,12 @@ def test_dramatiq_worker_process_honours_cancellations(worker_process, tenants):
     assert statuses([running, delayed]) == {running: "cancelled", delayed: "cancelled"}
     assert [e[0] for e in events(running)].count("started") == 1, "never retried"
     assert "started" not in [e[0] for e in events(delayed)]
+
+
+def test_a_worker_that_could_act_as_a_user_runs_no_job(workers, settings, tenants):
+    job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
+    refused = workers(env={"DATABASE_URL": settings.database_url, "JOBS_WORKER_MAY_ACT_AS_USERS": "0"})
+    wait_for(lambda: refused.log_path.read_text().count('"event": "worker_refused"') >= 2, what="two refused beats")
+    # No lease, so no job: the database starts none for a worker without one.
+    assert database.execute_sql("SELECT count(*) FROM workers").fetchone()[0] == 0
+    assert job_row(job_id)["status"] == "pending" and refused.poll() is None
