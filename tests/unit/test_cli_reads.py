@@ -463,11 +463,12 @@ def test_stats_counts_jobs_and_puts_the_broker_beside_the_waiting_rows(tenants, 
     queue = next(line for line in lines if line.startswith("default "))
     # 4 waiting rows beside what Redis holds, read here from Redis itself: the consumer took 2
     # (or more: it may prefetch again), the others are queued, 1 is delayed (the completed job's
-    # message was never acknowledged: it was completed by hand).
+    # message was never acknowledged: it was completed by hand). On a loaded machine Redis may
+    # hold a copy more (a publish that redis-py sent again after a timeout): at least once.
     client, ns = redis_broker.client, redis_broker.namespace
     queued, delayed = client.llen(f"{ns}:default"), client.llen(f"{ns}:default.DQ")
     unacked = sum(client.scard(key) for key in client.scan_iter(match=f"{ns}:__acks__.*.default*"))
-    assert unacked >= 2 and delayed == 1 and queued + unacked == 4
+    assert unacked >= 2 and delayed == 1 and queued + unacked >= 4
     assert queue.split()[:4] == ["default", "4", "0", str(queued + delayed + unacked)]
     assert queue.endswith(f"({queued} queued, {delayed} delayed, {unacked} unacked)")
     assert all(len(line) <= 80 for line in lines)
