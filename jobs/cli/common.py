@@ -160,12 +160,12 @@ def resolve_organization(value: str, viewer: str | None = None) -> str:
     return str(organization["id"])
 
 
-def resolve_job_id(value: str, viewer: str | None, *, acting: bool = False) -> str:
+def resolve_job_id(value: str, viewer: str | None, *, acting_in: object = None) -> str:
     """A job's full id from what was typed: the full id (returned as it is, without a lookup), or
     the beginning of one, 8 hex digits at least, that begins the id of exactly one job that
-    `viewer` (a user id; None: the operator) may see; or, `acting` (a cancel, a retry), of one
-    job of the viewer's organization, which the request itself then judges (a member asking for
-    a colleague's job is refused and recorded, as with the full id).
+    `viewer` (a user id; None: the operator) may see; or, `acting_in` an organization (a cancel,
+    a retry: the viewer's), of one job of that organization, which the request itself then
+    judges (a member asking for a colleague's job is refused and recorded, as with the full id).
 
     Raises JobNotFound when no job matches, and UsageError for an ambiguous beginning or for
     something that is not one.
@@ -176,9 +176,8 @@ def resolve_job_id(value: str, viewer: str | None, *, acting: bool = False) -> s
     if full is not None:
         return str(full)
     try:
-        if acting and viewer is not None:
-            organization = find_user(viewer)["organization"]
-            matches = queries.job_ids_with_prefix(value, limit=2, organization_id=organization)
+        if acting_in is not None:
+            matches = queries.job_ids_with_prefix(value, limit=2, organization_id=acting_in)
         else:
             matches = in_scope(viewer, lambda: queries.job_ids_with_prefix(value, limit=2))
     except ValueError:

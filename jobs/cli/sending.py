@@ -14,7 +14,7 @@ from db.excerpt import clipped, excerpt
 from middleware.settings import Settings
 
 from ..errors import JobNotPublished, PermissionDenied, UnknownCourse, UnknownJobType
-from .common import EXIT_ERROR, Failure, UsageError, print_json, resolve_job_id, resolve_user
+from .common import EXIT_ERROR, Failure, UsageError, find_user, print_json, resolve_job_id, resolve_user
 
 # Jobs whose pending rows `jobctl send --count N` writes in one round trip (each batch all or none).
 SEND_BATCH = 1_000
@@ -119,11 +119,12 @@ def _send(args: argparse.Namespace, settings: Settings) -> int:
                 ids = [
                     service.send_job(args.job_type, user_id=user, args=job_args, delay_ms=args.delay_ms, key=args.key)
                 ]
-            for start in range(0, args.count if args.count > 1 else 0, SEND_BATCH):
-                size = min(SEND_BATCH, args.count - start)
-                batch = [dict(job_args) for _ in range(size)] if isinstance(job_args, dict) else [job_args] * size
-                keys = None if args.key is None else [f"{args.key}/{start + n + 1}" for n in range(size)]
-                ids += service.send_jobs(args.job_type, batch, user_id=user, delay_ms=args.delay_ms, keys=keys)
+            else:
+                for start in range(0, args.count, SEND_BATCH):
+                    size = min(SEND_BATCH, args.count - start)
+                    batch = [dict(job_args) for _ in range(size)] if isinstance(job_args, dict) else [job_args] * size
+                    keys = None if args.key is None else [f"{args.key}/{start + n + 1}" for n in range(size)]
+                    ids += service.send_jobs(args.job_type, batch, user_id=user, delay_ms=args.delay_ms, keys=keys)
     except JobNotPublished as error:
         # Recorded, so not to be sent again by hand (that would be second jobs): every recorded
         # id is printed, and the error said once. Later batches were not sent.
@@ -152,8 +153,8 @@ def _cancel(args: argparse.Namespace, settings: Settings) -> int:
             job_id, operator, args.reason, admin_url=settings.admin_database_url, limits=settings.db_limits()
         )
     else:
-        user = resolve_user(args.user)
-        job_id = resolve_job_id(args.job_id, user, acting=True)
+        user, organization = _requester(args.user)
+        job_id = resolve_job_id(args.job_id, user, acting_in=organization)
         with _named_as_typed(args.user, job_id, "cancel"):
             result = service.cancel_job(job_id, user, args.reason)
     if args.json:
@@ -176,8 +177,8 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
 
     from .. import service
 
-    user = resolve_user(args.user)
-    job_id = resolve_job_id(args.job_id, user, acting=True)
+    user, organization = _requester(args.user)
+    job_id = resolve_job_id(args.job_id, user, acting_in=organization)
     try:
         with _named_as_typed(args.user, job_id, "retry"):
             result = service.retry_job(job_id, user)
@@ -190,6 +191,12 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(result.job_id)
     return 0
+
+
+def _requester(typed: str) -> tuple[str, object]:
+    """The id of the user who asks, and their organization: one lookup for both."""
+    user = find_user(typed)
+    return str(user["id"]), user["organization"]
 
 
 @contextmanager

@@ -7,6 +7,7 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
+from db.connection import database
 from jobs import service
 from tests.helpers import job_row
 
@@ -127,7 +128,9 @@ def test_a_service_acts_as_the_user_it_names(tenants, settings):
     from db import scope  # on this process's connection: the services' role
 
     with scope.as_user(tenants.acme.admin) as viewer:
-        assert viewer.organization_id is not None
+        assert (str(viewer.user_id), str(viewer.organization_id)) == (tenants.acme.admin, tenants.acme.id)
+        role, identity = database.execute_sql("SELECT current_user, current_setting('jobs.user_id')").fetchone()
+        assert (role, identity) == ("jobs_user", tenants.acme.admin)
 
 
 # What each role may run, pinned: a function added later is open to nobody until it is named here.
