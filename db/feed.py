@@ -137,4 +137,4 @@ def changes(
 def _events(rows: list[tuple]) -> list[dict[str, Any]]:
     # Each row: the snapshot, the age check, then the event's columns; a LEFT JOIN that found
     # nothing gives one row of NULLs beside the snapshot.
-    return [dict(zip(EVENT_COLUMNS, row[2:])) for row in rows if row[2] is not None]
+    return [dict(zip(EVENT_COLUMNS, row[2:], strict=True)) for row in rows if row[2] is not None]

@@ -114,7 +114,9 @@ class Feed:
         while True:
             start = self.cursor
             events, self.cursor = feed.changes(start, job_id=self.job_id, limit=self.limit)
-            messages += self._messages(events, Cursor(start.seen, self.cursor.upto or self.cursor.seen, start.after_id or 0))
+            messages += self._messages(
+                events, Cursor(start.seen, self.cursor.upto or self.cursor.seen, start.after_id or 0)
+            )
             if self.cursor.upto is None or self.finished:
                 return messages
 
