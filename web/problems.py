@@ -146,7 +146,10 @@ def validation_detail(errors: Any) -> str:
     where = _location(first.get("loc", ()))
     what = first.get("msg", "not valid")
     if first.get("type") == "json_invalid":
-        what = f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'malformed')})"
+        # Its location is ("body", offset): where in the text the parser gave up.
+        offset = first.get("loc", ("body", "?"))[-1]
+        where = "body"
+        what = f"not valid JSON ({first.get('ctx', {}).get('error', 'malformed')} at character {offset})"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{where}: {what}{more}" if where else f"{what}{more}"
 

@@ -36,14 +36,18 @@ def jobs_page(caller: Caller, *, user: str | None, job_type: str | None, limit: 
         if job_type not in JOB_TYPES:
             raise UnknownJobType(job_type, list(JOB_TYPES))
     filters.update(job_type=job_type, limit=limit)
-    if caller.is_operator:
-        if user is not None:
-            filters["user_id"] = _user_id(queries.find_user(user), user)
-        rows, cursor = queries.list_page(**filters)
-    else:
-        if user is not None:
-            filters["user_id"] = _user_id(reads.find_user(user, as_user=caller.user_id), user)
-        rows, cursor = reads.list_page(as_user=caller.user_id, **filters)
+    try:
+        if caller.is_operator:
+            if user is not None:
+                filters["user_id"] = _user_id(queries.find_user(user), user)
+            rows, cursor = queries.list_page(**filters)
+        else:
+            if user is not None:
+                filters["user_id"] = _user_id(reads.find_user(user, as_user=caller.user_id), user)
+            rows, cursor = reads.list_page(as_user=caller.user_id, **filters)
+    except ValueError as error:
+        # A cursor of the right shape that no page made (the rest was checked by the route).
+        raise Problem(422, f"query parameter before/after: {error}") from None
     return {"jobs": [job_json(row) for row in rows], "next": cursor}
 
 
