@@ -29,6 +29,9 @@ MAX_TOKEN_CHARS = 4096
 MAX_TTL = timedelta(days=30)
 
 
+_OPERATOR_NAME = f"an operator's token names the operator: 1 to {storable.MAX_OPERATOR_CHARS} characters of text"
+
+
 class InvalidToken(JobError):
     """A token that is missing, malformed, forged or expired: the request is not authenticated
     (401). The message says which, in one line, and never quotes the token."""
@@ -51,6 +54,11 @@ def mint(secret: bytes, subject: str, ttl: timedelta, *, operator: bool = False)
     """A token for `subject` (a user's id; an operator's name with `operator`), valid for `ttl`."""
     if not timedelta(0) < ttl <= MAX_TTL:
         raise ValueError(f"a token's lifetime must be above 0 and at most {MAX_TTL.days} days")
+    # What check() would refuse is not made.
+    if operator and storable.operator_problem(subject) is not None:
+        raise ValueError(_OPERATOR_NAME)
+    if not operator and parse_uuid(subject) is None:
+        raise ValueError("a user's token names the user by id")
     now = int(time.time())
     claims: dict[str, object] = {"sub": subject, "iat": now, "exp": now + int(ttl.total_seconds())}
     if operator:
@@ -94,7 +102,7 @@ def check(secret: bytes, token: str) -> Claims:
     subject = claims["sub"]
     if operator:
         if storable.operator_problem(subject) is not None:
-            raise InvalidToken(f"an operator's token names the operator: 1 to {storable.MAX_OPERATOR_CHARS} characters")
+            raise InvalidToken(_OPERATOR_NAME)
     elif parse_uuid(subject) is None:
         raise InvalidToken("the token's subject is not a user id")
     return Claims(
