@@ -18,7 +18,7 @@ from fastapi import Depends, Request
 from jobs import reads
 
 from . import csrf, tokens
-from .database import DatabaseThreads, database_threads
+from .database import Threads
 from .problems import Problem
 from .tokens import InvalidToken
 
@@ -54,7 +54,7 @@ class Caller:
         return f"operator {self.operator}" if self.operator is not None else str(self.user_id)
 
 
-async def current_caller(request: Request, threads: Annotated[DatabaseThreads, Depends(database_threads)]) -> Caller:
+async def current_caller(request: Request, threads: Threads) -> Caller:
     """The caller of the request; 401 (InvalidToken, UnknownUser) when it can't be told, 403 for
     a cookie session's forged request."""
     secret = request.app.state.settings.secret

@@ -8,16 +8,15 @@ tells the browser to send no Referer and to cache nothing, and the server logs n
 from __future__ import annotations
 
 import time
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from jobs import reads
 
 from . import csrf, tokens
 from .auth import SESSION_COOKIE, AnyCaller
-from .database import DatabaseThreads, database_threads
+from .database import Threads
 from .tokens import InvalidToken
 
 router = APIRouter(tags=["session"])
@@ -26,9 +25,7 @@ _PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
 @router.get("/login", status_code=303, response_class=RedirectResponse)
-async def login(
-    request: Request, threads: Annotated[DatabaseThreads, Depends(database_threads)], token: str = ""
-) -> Response:
+async def login(request: Request, threads: Threads, token: str = "") -> Response:
     """Signs the browser in with `token` (a user's or an operator's) and redirects to `/`.
     A token that doesn't check out, or whose user doesn't exist: 401, and no cookie."""
     secret = request.app.state.settings.secret
