@@ -56,7 +56,7 @@ def planned_jobs(tenants: dict[str, Any]) -> list[Planned]:
 
 
 def run_demo(settings: Settings, *, processes: int, threads: int, timeout: float) -> int:
-    db.migrate(settings.admin_database_url)
+    db.migrate(settings.admin_database_url, settings.worker_limits())
     import actors  # noqa: F401 - configures the database and the broker from the same settings
     from db.fixtures import seed
 

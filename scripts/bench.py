@@ -359,7 +359,7 @@ def main() -> int:
     # The sender logs as a service would (JSON, INFO), into a file beside the workers' log.
     log = tempfile.NamedTemporaryFile("w", prefix="bench-sender-", suffix=".log", delete=False)
     configure_logging("json", os.environ["JOBS_LOG_LEVEL"], stream=log)
-    db.migrate(os.environ["ADMIN_DATABASE_URL"])
+    db.migrate(os.environ["ADMIN_DATABASE_URL"], Settings.from_env().worker_limits())
     if args.mode == "scale":
         from bench_scale import run_scale
 

@@ -45,7 +45,9 @@ def enqueue_one(job_id: str, user: str) -> None:
 def run_once(jobs: int, threads: int, user: str, grouped: bool) -> tuple[float, float]:
     ids = [str(uuid.uuid4()) for _ in range(jobs)]
     commits = GroupCommit() if grouped else None
-    # The writes stand for a worker process's: it starts jobs only under a live lease.
+    # The writes stand for a worker process's (this one's, by its token): it starts jobs only under
+    # a live lease, which the database gives up to its longest (30 s unless configured): a run
+    # lasts seconds.
     transitions.heartbeat("ceiling", "bench", 0, lease_ms=3_600_000, broker_id=None)
     # As in the system, jobs are sent while others run: the sender's batches and the workers'
     # writes compete; a worker takes a job once its pending row is committed.

@@ -48,7 +48,8 @@ def exec_worker(dramatiq_args: list[str]) -> None:
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     import db
 
-    applied = db.migrate(settings.admin_database_url)
+    # The database's rules for the workers' calls come from this configuration (db.worker_limits).
+    applied = db.migrate(settings.admin_database_url, settings.worker_limits())
     print("applied: " + ", ".join(applied) if applied else "the schema is up to date")
     return 0
 
@@ -80,7 +81,7 @@ def _reap(args: argparse.Namespace, settings: Settings) -> int:
     from actors import broker
     from middleware.reaper import recover_lost_jobs
 
-    reaped = recover_lost_jobs(broker, window_s=settings.recovery_window_s, max_deliveries=settings.max_deliveries)
+    reaped = recover_lost_jobs(broker, window_s=settings.recovery_window_s)
     if args.json:
         print_json([job.__dict__ for job in reaped])
     else:
