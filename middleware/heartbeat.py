@@ -28,7 +28,10 @@ class LeaseKeeper(Middleware):
     Guarantees:
       * A heartbeat thread of its own renews the lease every `heartbeat_s`, from the moment the
         worker boots; a failed heartbeat (the database unreachable, anything) is logged and tried
-        again at the next beat, for as long as the worker runs.
+        again at the next beat, for as long as the worker runs. The first one records this
+        process's worker token (db/worker_token.py), without which the database lets no session
+        act as this worker. The lease counted is the one the database gave (at most what `jobctl
+        migrate` recorded; a shorter one than asked is logged, as `lease_shortened`).
       * A job runs only while the lease is live: its thread is watched from its last before-hook
         to its first after-hook, and once the lease is no longer live a watchdog raises
         LeaseExpired into it; if a job still runs at `Lease.kill_at`, the process exits with

@@ -85,6 +85,11 @@ class Lease:
             self._backstop()
             self._changed.notify_all()
 
+    def ends_at(self) -> float:
+        """When the lease ends by this process's count, on clock()'s scale (never after the
+        database's end)."""
+        return self._ends_at
+
     def stop_at(self) -> float:
         """When running jobs must be stopped, on clock()'s scale."""
         return self._ends_at - self.margin_s

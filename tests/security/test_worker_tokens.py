@@ -60,6 +60,8 @@ def test_a_worker_cannot_end_another_workers_job_by_naming_it(stub_broker, tenan
     # Recorded, but not as the holder's own event (the audit would take it for the end of its execution).
     event, writer, details = last_event(job_id)
     assert (event, writer, details["claimed_worker"]) == ("transition_rejected", None, HOLDER)
+    shown = service.job_history(job_id, as_user=tenants.acme.members[0])
+    assert VICTIM not in json.dumps(shown, default=str), "a tenant is not told the worker's name"
     assert transitions.mark_completed(job_id, 1, HOLDER, {"ok": True}).applied, "its holder still ends it"
 
 
@@ -164,16 +166,22 @@ def test_a_late_writer_cannot_move_the_end_of_its_execution_before_its_start(stu
     assert recover_lost_jobs(stub_broker, window_s=0)
     alive(VICTIM)
     assert transitions.mark_active(job_id, f"{VICTIM}/2").attempts == 2
-    # Attempt 1's late end says its execution ended 24 days ago, before it started.
-    late = transitions.mark_completed(job_id, 1, HOLDER, None, ended_ms_ago=2**31 - 1)
-    assert late.outcome == "rejected"
-    started, ended = database.execute_sql(
+    # Attempt 1's late end says its execution ended 24 days ago, before it started; and the end
+    # of an attempt 3 that never started, as long ago.
+    for attempt in (1, 3):
+        late = transitions.mark_completed(job_id, attempt, HOLDER, None, ended_ms_ago=2**31 - 1)
+        assert late.outcome == "rejected"
+    started, ended, never, refused_at = database.execute_sql(
         "SELECT (SELECT created_at FROM job_events WHERE job_id = %(job)s::uuid AND event = 'started' AND attempt = 1),"
         " (SELECT (details->>'ended_at')::timestamptz FROM job_events WHERE job_id = %(job)s::uuid"
-        "   AND event = 'transition_rejected' AND details->>'writer_attempt' = '1')",
+        "   AND event = 'transition_rejected' AND details->>'writer_attempt' = '1'),"
+        " (SELECT (details->>'ended_at')::timestamptz FROM job_events WHERE job_id = %(job)s::uuid"
+        "   AND event = 'transition_rejected' AND details->>'writer_attempt' = '3'),"
+        " (SELECT max(created_at) FROM job_events WHERE job_id = %(job)s::uuid)",
         {"job": job_id},
     ).fetchone()
     assert ended >= started
+    assert never >= refused_at - timedelta(seconds=5), "not moved back at all"
 
 
 def test_the_database_keeps_only_the_hash_of_a_token_and_no_session_sees_it(

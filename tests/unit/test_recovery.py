@@ -151,5 +151,17 @@ def test_worker_without_a_lease_runs_nothing_and_hands_its_messages_back(
     assert job_row(message.message_id)["status"] == "completed"
 
 
+def test_a_worker_counts_the_lease_the_database_gives_when_it_is_shorter(stub_broker, tenants, log_records):
+    from middleware import LeaseKeeper
+    from middleware.lease import clock
+
+    worker_limits(max_lease_ms=25_000)  # below the suite's JOBS_RECOVERY_WINDOW_S, 30 s
+    lease = next(m for m in stub_broker.middleware if isinstance(m, LeaseKeeper)).lease
+    with running(stub_broker, threads=1):
+        assert 0 < lease.ends_at() - clock() <= 25.0
+    (said,) = [r.msg for r in log_records if _event(r) == "lease_shortened"]
+    assert (said["asked_ms"], said["given_ms"], said["level"]) == (30_000, 25_000, "warning")
+
+
 def _event(record) -> str | None:
     return record.msg.get("event") if isinstance(record.msg, dict) else None
