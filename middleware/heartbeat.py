@@ -139,8 +139,12 @@ class LeaseKeeper(Middleware):
                             self._stop_beating.wait(self.heartbeat_s)
                             continue
                         checked = True
-                    given_ms = transitions.heartbeat(
-                        process_id(), host, pid, lease_ms=lease_ms, broker_id=broker_id, timeout_ms=timeout_ms
+                    # int(): a database not migrated to 0016 answers None, a failed heartbeat
+                    # like any other, not an error outside this try that would end the thread.
+                    given_ms = int(
+                        transitions.heartbeat(
+                            process_id(), host, pid, lease_ms=lease_ms, broker_id=broker_id, timeout_ms=timeout_ms
+                        )
                     )
                 except Exception as error:  # noqa: BLE001 - the heartbeat must outlive any failure
                     close_quietly()  # a connection broken by the error stays broken until closed

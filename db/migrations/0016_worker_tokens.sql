@@ -209,7 +209,8 @@ DECLARE
     v_at timestamptz;
     v_leased boolean;
     v_proven boolean;
-    v_token bytea := worker_token_presented();
+    -- As worker_token_presented() makes it (inline, as in worker_proven).
+    v_token bytea := sha256(convert_to(NULLIF(current_setting('jobs.worker_token', true), ''), 'UTF8'));
 BEGIN
     LOOP
         v_now := clock_timestamp();
