@@ -48,9 +48,15 @@ def exec_worker(dramatiq_args: list[str]) -> None:
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     import db
 
-    # The database's rules for the workers' calls come from this configuration (db.worker_limits).
-    applied = db.migrate(settings.admin_database_url, settings.worker_limits())
+    # The database's rules for the workers' calls come from this configuration (db.worker_limits):
+    # said, since running migrate again with another configuration changes them.
+    limits = settings.worker_limits()
+    applied = db.migrate(settings.admin_database_url, limits)
     print("applied: " + ", ".join(applied) if applied else "the schema is up to date")
+    print(
+        f"workers: leases of at most {limits.max_lease_ms / 1000:g} s, {limits.max_deliveries} deliveries lost"
+        f" at most, reschedules of at most {limits.max_delay_ms / 1000:g} s (worker_limits)"
+    )
     return 0
 
 
