@@ -10,10 +10,8 @@ import psycopg2.errors
 import structlog
 from psycopg2 import sql
 
-from . import worker_limits
 from .connection import connect
 from .errors import MigrationChanged
-from .worker_limits import WorkerLimits
 
 log = structlog.get_logger(__name__)
 
@@ -43,9 +41,8 @@ def create_database_if_missing(url: str) -> bool:
     return True
 
 
-def migrate(url: str, limits: WorkerLimits | None = None) -> list[str]:
-    """Applies the migrations not applied yet; returns their names. Records `limits`, if given
-    (what the database decides for the workers' calls: db.worker_limits), in the same transaction.
+def migrate(url: str) -> list[str]:
+    """Applies the migrations not applied yet; returns their names.
 
     `url` names an administrator: migrations create the roles of the system and hand the
     schema to jobs_owner (0006_tenant_isolation.sql).
@@ -77,8 +74,6 @@ def migrate(url: str, limits: WorkerLimits | None = None) -> list[str]:
                 log.info("migration_applied", migration=path.name)
             if applied_now:
                 cursor.execute("CALL jobs_assign_owner()")
-            if limits is not None:
-                worker_limits.write(cursor, limits)
     finally:
         conn.close()
     return applied_now

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .connection import connect
+
 
 @dataclass(frozen=True)
 class WorkerLimits:
@@ -19,16 +21,23 @@ class WorkerLimits:
     max_delay_ms: int = 604_800_000
 
 
-def write(cursor: Any, limits: WorkerLimits) -> None:
-    """Records `limits` (with a cursor of an administrator's connection): the next heartbeat,
-    reap and reschedule of every worker go by them."""
+def record(url: str, limits: WorkerLimits) -> bool:
+    """Records `limits`, as the administrator `url` names (after the migrations): the next
+    heartbeat, reap and reschedule of every worker go by them. Whether they changed."""
+    conn = connect(url)
+    try:
+        with conn, conn.cursor() as cursor:
+            return write(cursor, limits)
+    finally:
+        conn.close()
+
+
+def write(cursor: Any, limits: WorkerLimits) -> bool:
+    """`record`, with a cursor of an administrator's connection, in its transaction."""
     cursor.execute(
         "UPDATE worker_limits SET max_lease_ms = %s, max_deliveries = %s, max_delay_ms = %s,"
-        " updated_at = clock_timestamp()",
-        (limits.max_lease_ms, limits.max_deliveries, limits.max_delay_ms),
+        " updated_at = clock_timestamp()"
+        " WHERE (max_lease_ms, max_deliveries, max_delay_ms) IS DISTINCT FROM (%s, %s, %s)",
+        (limits.max_lease_ms, limits.max_deliveries, limits.max_delay_ms) * 2,
     )
-
-
-def read(cursor: Any) -> WorkerLimits:
-    cursor.execute("SELECT max_lease_ms, max_deliveries, max_delay_ms FROM worker_limits")
-    return WorkerLimits(*cursor.fetchone())
+    return cursor.rowcount > 0

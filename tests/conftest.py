@@ -75,7 +75,7 @@ def database(settings):
     admin.autocommit = True
     with admin.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    db.migrate(settings.admin_database_url, settings.worker_limits())
+    db.migrate(settings.admin_database_url)  # and the workers' limits: each test records them (tenants)
     db.configure(settings.database_url, settings.db_limits())
     yield db.database
     db.database.close()
