@@ -25,7 +25,7 @@
 -- Stop the workers of the previous release before migrating: they present no token, so the
 -- database refuses their heartbeats and writes; job_lease_expired and job_reap take fewer arguments.
 
--- What the server decides for the workers' calls: one row, written by `jobctl migrate` (db/schema.py)
+-- What the server decides for the workers' calls: one row, written by `jobctl migrate` (db/worker_limits.py)
 -- from JOBS_RECOVERY_WINDOW_S, JOBS_MAX_DELIVERIES and JOBS_MAX_DELAY_MS. A cap, not a fixed
 -- lease: a worker configured with a shorter window (tests, the chaos run) gets what it asks for;
 -- a longer one is cut to this, and the heartbeat tells it so.
