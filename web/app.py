@@ -38,7 +38,6 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Configures the database and the broker from the environment, as in every process that
     # sends jobs (cancellations tell workers through the broker too).
     import actors
-
     from db.notifications import Listener
 
     system = app.state.settings.system
