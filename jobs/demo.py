@@ -17,6 +17,7 @@ from db import worker_limits
 from middleware.settings import Settings
 
 from .cli.common import one_line
+from .demo_server import DemoServer, api_secret
 
 TERMINAL = ("completed", "failed", "cancelled")
 REFRESH_S = 0.5
@@ -56,13 +57,11 @@ def planned_jobs(tenants: dict[str, Any]) -> list[Planned]:
     ]
 
 
-def run_demo(settings: Settings, *, processes: int, threads: int, timeout: float) -> int:
+def run_demo(settings: Settings, *, processes: int, threads: int, timeout: float, port: int = 8000) -> int:
     db.migrate(settings.admin_database_url)
     worker_limits.record(settings.admin_database_url, settings.worker_limits())
     import actors  # noqa: F401 - configures the database and the broker from the same settings
     from db.fixtures import seed
-
-    from . import service
 
     tenants = seed(settings.admin_database_url)
     log_dir = Path(".demo")
@@ -78,16 +77,73 @@ def run_demo(settings: Settings, *, processes: int, threads: int, timeout: float
             stderr=subprocess.STDOUT,
             env=env,
         )
+    server = None
     try:
-        plan = planned_jobs(tenants)
-        jobs = send_plan(plan, tenants)
-        # In every frame: a message printed before the first would be painted over.
-        workers_text = f"{processes} process{'es' if processes != 1 else ''} x {threads} threads"
-        hint = f"worker logs: {log_path}  ({len(jobs)} jobs, {workers_text})"
-        rows = _watch(jobs, plan, tenants, timeout, hint)
+        server = DemoServer(
+            port,
+            log_dir / "server.log",
+            {**os.environ, "JOBS_LOG_FORMAT": "json", "JOBS_API_SECRET": api_secret(log_dir, os.environ)},
+        )
+        signin = sign_in_lines(server, tenants)
+        if not sys.stdout.isatty():
+            # Once, before the frames; a terminal's frames hold them (a line printed before the
+            # first frame would be painted over).
+            print("\n".join(signin) + "\n", flush=True)
+        try:
+            plan = planned_jobs(tenants)
+            jobs = send_plan(plan, tenants)
+            # In every frame: a message printed before the first would be painted over.
+            workers_text = f"{processes} process{'es' if processes != 1 else ''} x {threads} threads"
+            hint = f"worker logs: {log_path}  ({len(jobs)} jobs, {workers_text})"
+            rows = _watch(jobs, plan, tenants, timeout, hint, signin)
+        finally:
+            workers.send_signal(signal.SIGTERM)
+            workers.wait(timeout=60)
+        code = _summary(plan, jobs, rows, tenants, log_path, workers.returncode)
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            # The links are no use once the server stops: it waits for whoever follows them.
+            print("\n" + "\n".join(signin))
+            _wait_for_enter("the server keeps running for these links: press Enter (or Ctrl-C) to stop it ")
+        return code
     finally:
-        workers.send_signal(signal.SIGTERM)
-        workers.wait(timeout=60)
+        if server is not None:
+            server.stop()
+
+
+def sign_in_lines(server: DemoServer, tenants: dict[str, Any]) -> list[str]:
+    """A heading and, for a member, an admin and an operator, a link that signs a browser in."""
+    acme = tenants["organizations"][0]["users"]
+    admin = next(user for user in acme if user["role"] == "admin")
+    member = next(user for user in acme if user["role"] == "member")  # the demo sends as them
+    links = server.sign_in_links(
+        [
+            (f"member {member['email']}", ["--as", member["email"]]),
+            (f"admin {admin['email']}", ["--as", admin["email"]]),
+            ("operator demo", ["--operator", "demo"]),
+        ]
+    )
+    return [
+        f"sign in with a browser (the server: {server.url}, its log: {server.log_path}):",
+        *(f"  {label}: {url}" for label, url in links),
+    ]
+
+
+def _wait_for_enter(prompt: str) -> None:
+    try:
+        input(prompt)
+    except (EOFError, KeyboardInterrupt):
+        print()
+
+
+def _summary(
+    plan: list[Planned],
+    jobs: list[str],
+    rows: dict[str, dict[str, Any]],
+    tenants: dict[str, Any],
+    log_path: Path,
+    workers_code: int,
+) -> int:
+    from . import service
 
     wrong = [
         (p.label, p.expected, rows[j]["status"])
@@ -107,9 +163,9 @@ def run_demo(settings: Settings, *, processes: int, threads: int, timeout: float
     if wrong:
         print(f"\n{len(wrong)} job(s) did not end as expected: {wrong} (worker logs: {log_path})", file=sys.stderr)
         return 1
-    print(f"\nall {len(jobs)} jobs ended as expected; workers stopped (exit code {workers.returncode}).")
+    print(f"\nall {len(jobs)} jobs ended as expected; workers stopped (exit code {workers_code}).")
     print(f"worker logs: {log_path}")
-    return 0 if workers.returncode == 0 else 1
+    return 0 if workers_code == 0 else 1
 
 
 def send_plan(plan: list[Planned], tenants: dict[str, Any]) -> list[str]:
@@ -124,7 +180,7 @@ def send_plan(plan: list[Planned], tenants: dict[str, Any]) -> list[str]:
 
 
 def _watch(
-    jobs: list[str], plan: list[Planned], tenants: dict[str, Any], timeout: float, hint: str
+    jobs: list[str], plan: list[Planned], tenants: dict[str, Any], timeout: float, hint: str, signin: list[str]
 ) -> dict[str, dict[str, Any]]:
     from db import queries
 
@@ -148,8 +204,8 @@ def _watch(
             if live:
                 # One column spare: a line that fills the last one leaves the cursor there, and
                 # clearing to the end of the line would then erase its last character.
-                lines = frame(plan, ordered, hint=hint, width=size.columns - 1, height=size.lines)
-                sys.stdout.write(paint(lines))
+                lines = frame(plan, ordered, hint=hint, width=size.columns - 1, height=size.lines, links=signin)
+                sys.stdout.write(paint(lines, columns=size.columns))
                 sys.stdout.flush()
             else:
                 lines = frame(plan, ordered, hint=hint, width=size.columns)
@@ -167,27 +223,50 @@ def _watch(
 
 
 def frame(
-    plan: list[Planned], rows: list[dict[str, Any]], *, hint: str, width: int, height: int | None = None
+    plan: list[Planned],
+    rows: list[dict[str, Any]],
+    *,
+    hint: str,
+    width: int,
+    height: int | None = None,
+    links: list[str] | tuple[str, ...] = (),
 ) -> list[str]:
-    """The live view, as lines: the hint, the columns' names, one line per job (its row, in the
-    plan's order) and the counts by status; every line cut to `width` (never wrapped) and, given
-    a `height`, no more lines than that: the jobs that don't fit are counted instead."""
+    """The live view, as lines: the hint, the `links` (the sign-in links), the columns' names, one
+    line per job (its row, in the plan's order) and the counts by status; every line cut to
+    `width` (never wrapped) but the links, which a cut would break: the terminal wraps them, and
+    each counts for the rows it takes. Given a `height`, no more rows than that: the jobs that
+    don't fit are counted instead, and the links are left out if even the first job wouldn't fit."""
     body = [_job_line(item, row) for item, row in zip(plan, rows, strict=True)]
-    if height is not None and len(body) + 3 > height:
-        shown = max(height - 4, 0)
-        body = [*body[:shown], f"... {len(body) - shown} more jobs (a taller terminal shows them)"]
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
-    lines = [hint, HEADER, *body, "  ".join(f"{status}: {n}" for status, n in sorted(counts.items()))]
-    return [line[:width] for line in lines[:height]]
+    links = list(links)
+    link_rows = sum(-(-len(link) // max(width, 1)) or 1 for link in links)
+    if height is not None and links and link_rows + 4 > height:
+        links, link_rows = [], 0
+    if height is not None and len(body) + 3 + link_rows > height:
+        shown = max(height - 4 - link_rows, 0)
+        body = [*body[:shown], f"... {len(body) - shown} more jobs (a taller terminal shows them)"]
+    status = "  ".join(f"{status}: {n}" for status, n in sorted(counts.items()))
+    lines = [line[:width] for line in [hint, HEADER, *body, status]]
+    lines[1:1] = links
+    return lines if height is None else lines[: height - link_rows + len(links)]
 
 
-def paint(lines: list[str]) -> str:
+def paint(lines: list[str], columns: int | None = None) -> str:
     """A frame for a terminal, drawn over the last one: from the top-left corner, each line cleared
     past its end, the rest of the screen cleared, and no newline after the last line, so that a
-    frame no taller than the screen never scrolls it."""
-    return "\x1b[H" + "\x1b[K\n".join(lines) + "\x1b[K\x1b[J"
+    frame no taller than the screen never scrolls it. A line that ends in the last of the
+    terminal's `columns` (a long link, wrapped) is not cleared after: the cursor stays on its
+    last character, which the clearing would erase."""
+    ends = ["" if columns and line and len(line) % columns == 0 else "\x1b[K" for line in lines]
+    return (
+        "\x1b[H"
+        + "".join(f"{line}{end}\n" for line, end in zip(lines[:-1], ends, strict=False))
+        + lines[-1]
+        + ends[-1]
+        + "\x1b[J"
+    )
 
 
 def _job_line(item: Planned, row: dict[str, Any]) -> str:

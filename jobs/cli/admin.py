@@ -38,6 +38,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--processes", type=int, default=2)
     command.add_argument("--threads", type=int, default=4)
     command.add_argument("--timeout", type=float, default=120.0)
+    command.add_argument(
+        "--port", type=int, default=8000, help="the HTTP server's port on 127.0.0.1 (default 8000; 0: any free one)"
+    )
     command.set_defaults(run=_demo)
 
 
@@ -82,7 +85,9 @@ def _seed(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from ..demo import run_demo
 
-    return run_demo(settings, processes=args.processes, threads=args.threads, timeout=args.timeout)
+    if not 0 <= args.port <= 65_535:
+        raise ValueError(f"--port must be from 0 to 65535, not {args.port}")
+    return run_demo(settings, processes=args.processes, threads=args.threads, timeout=args.timeout, port=args.port)
 
 
 def _reap(args: argparse.Namespace, settings: Settings) -> int:

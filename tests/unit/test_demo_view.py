@@ -101,3 +101,43 @@ def test_a_painted_frame_redraws_in_place(sent):
     assert painted.startswith("\x1b[H" + HINT + "\x1b[K\n")
     assert painted.count("\n") == len(lines) - 1
     assert painted.endswith(lines[-1] + "\x1b[K\x1b[J")
+
+
+LINKS = [
+    "sign in with a browser (the server: http://127.0.0.1:8000, its log: .demo/server.log):",
+    *(f"  {who}: http://127.0.0.1:8000/login?token={'t' * 190}" for who in ("member a@b", "admin c@d", "operator x")),
+]
+
+
+def test_the_sign_in_links_are_shown_whole_and_the_jobs_fit_around_them(sent):
+    plan, rows = sent
+    lines = demo.frame(plan, widest(rows), hint=HINT, width=79, height=24, links=LINKS)
+    assert lines[0] == HINT and lines[1:5] == LINKS  # whole: a link cut short signs no one in
+    # The heading and 3 links of 238 characters wrap to 1 + 3 x 4 rows of 79 columns: beside the
+    # hint, the columns' names and the counts, 7 jobs and the count of the others fit.
+    assert sum(max(1, -(-len(line) // 79)) for line in lines) == 24
+    assert lines[-2] == "... 10 more jobs (a taller terminal shows them)"
+    assert max(map(len, lines[5:])) == 79
+
+
+def test_a_terminal_too_small_for_the_links_shows_the_jobs(sent):
+    plan, rows = sent
+    lines = demo.frame(plan, rows, hint=HINT, width=79, height=12, links=LINKS)
+    assert lines[0] == HINT and not any("login?token" in line for line in lines)
+    assert len(lines) == 12
+
+
+def test_a_line_that_fills_the_last_column_is_not_cleared_after(sent):
+    plan, rows = sent
+    link = "x" * 160  # two full rows of 80 columns: the cursor stays on its last character
+    painted = demo.paint([HINT, link, "last"], columns=80)
+    assert painted == f"\x1b[H{HINT}\x1b[K\n{link}\nlast\x1b[K\x1b[J"
+
+
+def test_the_demo_makes_its_api_secret_once_for_its_owner_only(tmp_path):
+    from jobs.demo_server import api_secret
+
+    first = api_secret(tmp_path, {})
+    assert len(first) == 64 and (tmp_path / "api_secret").stat().st_mode & 0o777 == 0o600
+    assert api_secret(tmp_path, {}) == first
+    assert api_secret(tmp_path, {"JOBS_API_SECRET": "s" * 40}) == "s" * 40
