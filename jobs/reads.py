@@ -143,6 +143,18 @@ def show_job(
     return for_tenant(job), [event_for_tenant(event) for event in events]
 
 
+def show_job_and_retry(job_id: object, *, as_user: object) -> tuple[dict[str, Any], list[dict[str, Any]], str | None]:
+    """show_job, and the id of the job's retry if it was retried (retried_as), in the same
+    transaction: what a job's page shows, in one."""
+    with scope.as_user(as_user):
+        job = queries.get_job(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        events = queries.job_events(job_id)
+        retry = queries.retried_as(job_id)
+    return for_tenant(job), [event_for_tenant(event) for event in events], retry
+
+
 def find_user(value: str, *, as_user: object) -> dict[str, Any] | None:
     """The user with this email or id, if `as_user` may see them (their organization's people)."""
     with scope.as_user(as_user):

@@ -14,6 +14,7 @@ from .body_limit import BodyLimit
 from .database import DatabaseThreads
 from .hub import Hub
 from .settings import WebSettings
+from .viewers import Viewers
 
 
 def create_app(settings: WebSettings) -> FastAPI:
@@ -24,6 +25,7 @@ def create_app(settings: WebSettings) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.viewers = Viewers()
     problems.install(app)
     # Outermost last: the log sees every answer, the refusal of an oversized body included.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

@@ -2,8 +2,8 @@
 
 A request is authenticated by a token (web.tokens) in its `Authorization: Bearer` header, or in
 the session cookie that /login sets for the pages. A user's token is checked against the
-database (a token for a user who no longer exists is refused); an operator's needs nothing more
-than its signature. A cookie session's state-changing requests must also carry the session's
+database (a token for a user who no longer exists is refused; who the user is, is read at most
+every few seconds: web.viewers); an operator's needs nothing more than its signature. A cookie session's state-changing requests must also carry the session's
 CSRF token (web.csrf). Anything wrong: 401, one line, and the token never repeated.
 """
 
@@ -14,8 +14,6 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import Depends, Request
-
-from jobs import reads
 
 from . import csrf, tokens
 from .database import Threads
@@ -65,7 +63,7 @@ async def current_caller(request: Request, threads: Threads) -> Caller:
     if claims.operator:
         caller = Caller(None, None, None, claims.subject, by_cookie, token)
     else:
-        viewer = await threads.run(reads.viewer, claims.user_id)
+        viewer = await request.app.state.viewers.get(threads, claims.user_id)
         caller = Caller(viewer.user_id, viewer.organization_id, viewer.role, None, by_cookie, token)
     request.state.caller = caller.name  # for the access log (web.access_log)
     return caller

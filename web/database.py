@@ -47,8 +47,10 @@ def _guarded(function: Callable[..., T], args: tuple, kwargs: dict) -> T:
         raise
 
 
-def database_threads(request: Request) -> DatabaseThreads:
-    """The app's threads (a dependency: `threads: DatabaseThreads = Depends(database_threads)`)."""
+async def database_threads(request: Request) -> DatabaseThreads:
+    """The app's threads (a dependency: `threads: DatabaseThreads = Depends(database_threads)`).
+    Async, though it only reads an attribute: FastAPI runs a plain function dependency on a thread
+    of its own pool, a hop there and back on every request."""
     return request.app.state.database
 
 

@@ -69,8 +69,7 @@ def job_with_history(caller: Caller, job_id: str) -> dict[str, Any]:
             events = queries.job_events(job_id)
             retry = queries.retried_as(job_id)
     else:
-        job, events = reads.show_job(job_id, as_user=caller.user_id)
-        retry = reads.retried_as(job_id, as_user=caller.user_id)
+        job, events, retry = reads.show_job_and_retry(job_id, as_user=caller.user_id)
     return {"job": {**job_json(job), "retried_as": retry}, "events": events}
 
 
