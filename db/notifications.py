@@ -14,6 +14,7 @@ import psycopg2
 
 from .connection import Limits, connect
 from .errors import DatabaseUnavailable
+from .queries import parse_uuid
 from .redact import mask_secrets
 
 EVENTS = "job_events"
@@ -59,6 +60,25 @@ class Listener:
             raise DatabaseUnavailable("listener: connection closed")
         notes, self._conn.notifies[:] = list(self._conn.notifies), []
         return [Notification(note.channel, note.payload) for note in notes]
+
+    def owners(self, job_ids: list[str]) -> dict[str, tuple[str, str]]:
+        """The organization and user of each of these jobs (those that exist), on this connection:
+        whom a change of theirs may concern (web.hub). Read with this login's rights, which see
+        every tenant; nothing read here is sent to anyone."""
+        # Any session may NOTIFY on these channels: what is not a job's id names no job.
+        job_ids = [str(key) for key in map(parse_uuid, job_ids) if key is not None]
+        if not job_ids:
+            return {}
+        try:
+            with self._conn.cursor() as cursor:
+                cursor.execute(
+                    "SELECT job_id::text, organization_id::text, user_id::text FROM job_status"
+                    " WHERE job_id = ANY(%s::uuid[])",
+                    (job_ids,),
+                )
+                return {job_id: (organization_id, user_id) for job_id, organization_id, user_id in cursor.fetchall()}
+        except (psycopg2.Error, OSError) as error:
+            raise DatabaseUnavailable(f"listener: {mask_secrets(str(error).strip())}") from None
 
     def close(self) -> None:
         self._conn.close()

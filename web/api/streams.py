@@ -32,6 +32,7 @@ from jobs.live import Feed, Message, Viewer
 from .. import positions
 from ..auth import AnyCaller, Caller
 from ..database import Threads
+from ..hub import EVERYONE, Audience
 from ..problems import Problem
 
 log = structlog.get_logger(__name__)
@@ -82,7 +83,7 @@ async def _open(
     live = Feed(viewer, job_id=job_id, cursor=cursor)
     hub = request.app.state.hub
     # Before the first read: what is committed after it wakes this stream.
-    subscription = hub.subscribe(job_id)
+    subscription = hub.subscribe(job_id, _audience(caller))
     try:
         first = await threads.run(live.open)
     except CursorTooOld as error:
@@ -120,6 +121,15 @@ async def _open(
         # Not cached, not buffered by a proxy: each message goes out as it is written.
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+def _audience(caller: Caller) -> Audience:
+    """Whose jobs wake the caller's stream of every job (web.hub): only a hint of what to read,
+    which the caller then reads as themselves."""
+    if caller.is_operator:
+        return EVERYONE
+    organization_id = str(caller.organization_id)
+    return Audience(organization_id) if caller.is_admin else Audience(organization_id, str(caller.user_id))
 
 
 def _sse(message: Message, secret: bytes, scope: str) -> str:
