@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import date, datetime
 from typing import Annotated
+from uuid import UUID
 
 import structlog
 from fastapi import APIRouter, Header, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
 
 from db.errors import JobError
@@ -123,6 +124,17 @@ async def _open(
     )
 
 
+def _plain(value: object) -> str:
+    """What json.dumps can't write, as FastAPI's jsonable_encoder writes it (the API's other
+    answers): a moment in ISO 8601, an id as text. Not jsonable_encoder itself: a pass of Python
+    over every value of every message, a fifth of a busy stream's work."""
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not something a stream sends")
+
+
 def _audience(caller: Caller) -> Audience:
     """Whose jobs wake the caller's stream of every job (web.hub): only a hint of what to read,
     which the caller then reads as themselves."""
@@ -135,7 +147,7 @@ def _audience(caller: Caller) -> Audience:
 def _sse(message: Message, secret: bytes, scope: str) -> str:
     # One line of JSON (json.dumps escapes the newlines of a reason or an error): a value can
     # never start a field of its own.
-    data = json.dumps(jsonable_encoder(message.data), separators=(",", ":"))
+    data = json.dumps(message.data, separators=(",", ":"), default=_plain)
     if message.cursor is None:
         return f"event: {message.kind}\ndata: {data}\n\n"
     return f"event: {message.kind}\nid: {positions.encode(message.cursor, secret, scope)}\ndata: {data}\n\n"
