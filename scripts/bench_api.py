@@ -443,7 +443,7 @@ class Load(threading.Thread):
             self.stopping.wait(max(0.0, started + self.sent / self.rate - time.monotonic()))
 
 
-def stream_mix(who: Subjects, long_jobs: list[tuple[str, str]], count: int) -> list[tuple[str, str]]:
+def stream_mix(who: Subjects, long_jobs: list[tuple[str, str]], count: int) -> list[tuple[str, str, str]]:
     """(path, token) of `count` streams: half /api/stream (60 % members and 30 % admins of the
     organizations the load runs in and beyond, 10 % operators), half the streams of the long
     jobs, as their owner, their organization's admin or an operator."""
@@ -456,11 +456,11 @@ def stream_mix(who: Subjects, long_jobs: list[tuple[str, str]], count: int) -> l
         if kind < 6:  # members of the 10 organizations the load runs in
             org = who.orgs[n % 10]
             user = org["members"][(n // 10) % len(org["members"])]
-            mix.append(("/api/stream", tokens.mint(secret, user, hour)))
+            mix.append(("/api/stream", tokens.mint(secret, user, hour), "member"))
         elif kind < 9:  # admins of the 30 largest
-            mix.append(("/api/stream", tokens.mint(secret, who.orgs[n % 30]["admin"], hour)))
+            mix.append(("/api/stream", tokens.mint(secret, who.orgs[n % 30]["admin"], hour), "admin"))
         else:
-            mix.append(("/api/stream", tokens.mint(secret, f"bench-{n}", hour, operator=True)))
+            mix.append(("/api/stream", tokens.mint(secret, f"bench-{n}", hour, operator=True), "operator"))
     for n in range(jobs):
         job_id, owner = long_jobs[n % len(long_jobs)]
         org = next(o for o in who.orgs if owner in o["members"])
@@ -471,13 +471,13 @@ def stream_mix(who: Subjects, long_jobs: list[tuple[str, str]], count: int) -> l
             if n % 3 == 1
             else tokens.mint(secret, f"bench-job-{n}", hour, operator=True)
         )
-        mix.append((f"/api/jobs/{job_id}/stream", viewer))
+        mix.append((f"/api/jobs/{job_id}/stream", viewer, "job"))
     return mix
 
 
 async def watch(
     server: Server,
-    mix: list[tuple[str, str]],
+    mix: list[tuple[str, str, str]],
     seconds: float,
     meter: Meter,
     opened_rss: list[float],
@@ -485,7 +485,7 @@ async def watch(
 ) -> tuple[list[Stream], tuple[float, float, float, float], float, float]:
     """Opens the streams of `mix`, waits until each has answered, then measures for `seconds`:
     the streams, the meter's figures, and the window (time.time()) whose arrivals count."""
-    streams = [Stream(path, token) for path, token in mix]
+    streams = [Stream(path, token, kind) for path, token, kind in mix]
     tasks = [asyncio.create_task(stream.run(server.host, server.port)) for stream in streams]
     await asyncio.wait_for(asyncio.gather(*(stream.opened.wait() for stream in streams)), 120)
     failed = [stream.error for stream in streams if stream.error]
@@ -565,7 +565,7 @@ def run_streams(
             f" {'events':>7} {'latency p50 ms':>15} {'p99 ms':>7}"
         )
         results = {}
-        probe = ("/api/stream", tokens.mint(who.secret, "latency-probe", timedelta(hours=2), operator=True))
+        probe = ("/api/stream", tokens.mint(who.secret, "latency-probe", timedelta(hours=2), operator=True), "operator")
         for count in (0, args.streams):
             mix = [probe] + (stream_mix(who, long_jobs, count) if count else [])
             rss: list[float] = []
@@ -581,6 +581,15 @@ def run_streams(
                 f" {percentile(lat, 50) if lat else float('nan'):15.1f} {percentile(lat, 99) if lat else float('nan'):7.1f}",
                 flush=True,
             )
+            if count:
+                kinds: dict[str, list[int]] = {}
+                for stream in streams:
+                    kinds.setdefault(stream.kind, []).append(sum(start <= c <= end for _, c in stream.arrivals))
+                print(
+                    "  events a stream received in the phase, by kind: "
+                    + ", ".join(f"{kind} {sum(n) / len(n):.0f} ({len(n)} streams)" for kind, n in kinds.items()),
+                    flush=True,
+                )
         (cpu0, db0, rss0), (cpu1, db1, rss1) = results[0], results[args.streams]
         print(
             f"  per stream: server CPU {1000 * (cpu1 - cpu0) / args.streams:.2f} ms/s,"

@@ -80,6 +80,8 @@ class Stream:
 
     path: str
     token: str
+    #: Who watches (member, admin, operator, job): what the figures are grouped by.
+    kind: str = ""
     #: Each `event` message: (arrival time.time(), the event's created_at as epoch seconds).
     arrivals: list[tuple[float, float]] = field(default_factory=list)
     messages: int = 0
