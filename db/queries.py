@@ -32,11 +32,35 @@ def parse_uuid(value: object) -> UUID | None:
         return None
 
 
+class _Fixed:
+    """A query whose shape never changes, built by peewee once, its values given at each run (as
+    many as its `%s`). Building a query through peewee costs more CPU than running it (0.6 ms
+    against a few tenths: BENCHMARKS.md), and a job's page runs three of these."""
+
+    def __init__(self, query: peewee.Select) -> None:
+        self.text, parameters = query.sql()
+        assert not parameters, "every value of a fixed query is a placeholder"
+
+    def dicts(self, *values: object) -> list[dict[str, Any]]:
+        cursor = database.execute_sql(self.text, values)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+_VALUE = peewee.SQL("%s")
+_JOB = _Fixed(JobStatus.select().where(JobStatus.job_id == _VALUE))
+_EVENTS = _Fixed(JobEvent.select().where(JobEvent.job_id == _VALUE).order_by(JobEvent.id))
+_EVENTS_AFTER = _Fixed(JobEvent.select().where(JobEvent.job_id == _VALUE, JobEvent.id > _VALUE).order_by(JobEvent.id))
+# At most one: retry_of is unique (job_status_retry_of_idx).
+_RETRY = _Fixed(JobStatus.select(JobStatus.job_id).where(JobStatus.retry_of == _VALUE))
+
+
 def get_job(job_id: object) -> dict[str, Any] | None:
     key = parse_uuid(job_id)
     if key is None:
         return None
-    return JobStatus.select().where(JobStatus.job_id == key).dicts().first()
+    rows = _JOB.dicts(key)  # the primary key: one row at most
+    return rows[0] if rows else None
 
 
 def list_jobs(
@@ -94,49 +118,63 @@ def _listed(
     """list_jobs, its limit already checked (list_page asks for one row more than a page)."""
     if status is not None and status not in STATUSES:
         raise ValueError(f"unknown status {status!r} (one of {', '.join(STATUSES)})")
-    query = JobStatus.select()
-    if status is not None:
-        query = query.where(JobStatus.status == status)
-    if job_type is not None:
-        query = query.where(JobStatus.job_type == job_type)
-    for column, value in (
-        (JobStatus.user_id, user_id),
-        (JobStatus.organization_id, organization_id),
-        (JobStatus.course_id, course_id),
-    ):
-        if value is not None:
-            key = parse_uuid(value)
-            if key is None:
-                return []
-            query = query.where(column == key)
-    if isinstance(since, timedelta):
-        # now(), not clock_timestamp(): a stable bound, which an index scan can start from.
-        query = query.where(JobStatus.created_at >= peewee.fn.now() - since)
-    elif since is not None:
-        query = query.where(JobStatus.created_at >= since)
-    if until is not None:
-        query = query.where(JobStatus.created_at < until)
-    position = peewee.Tuple(JobStatus.created_at, JobStatus.job_id)
-    if before is not None:
-        query = query.where(position < peewee.Tuple(*_position(before)))
-    if after is not None:
-        query = query.where(position > peewee.Tuple(*_position(after)))
+    keys = []
+    for value in (user_id, organization_id, course_id):
+        key = None if value is None else parse_uuid(value)
+        if value is not None and key is None:
+            return []
+        keys.append(key)
+    # Each filter given adds its condition; the values go with the statement, in the order of
+    # their placeholders, and the statement of each combination of filters is built once.
+    given = {
+        "status": status,
+        "job_type": job_type,
+        "user_id": keys[0],
+        "organization_id": keys[1],
+        "course_id": keys[2],
+        "since_ago": since if isinstance(since, timedelta) else None,
+        "since": None if isinstance(since, timedelta) else since,
+        "until": until,
+        "before": None if before is None else _position(before),
+        "after": None if after is None else _position(after),
+    }
+    shape = tuple(name for name, value in given.items() if value is not None)
+    values: list[object] = []
+    for name in shape:
+        values.extend(given[name] if name in ("before", "after") else [given[name]])
     newest_first = after is None or before is not None
-    order = (JobStatus.created_at, JobStatus.job_id)
-    query = query.order_by(*(column.desc() if newest_first else column.asc() for column in order))
-    rows = _dicts(query.limit(limit))
+    statement = _LISTS.get(shape)
+    if statement is None:
+        statement = _LISTS[shape] = _Fixed(_list_query(shape, newest_first=newest_first))
+    rows = statement.dicts(*values, limit)
     return rows if newest_first else rows[::-1]
 
 
-def _dicts(query: peewee.Select) -> list[dict[str, Any]]:
-    """The rows of `query` as dicts of its columns, as the driver gives them: already what
-    peewee's `.dicts()` would make of them (UUIDs, datetimes, decoded JSON), without peewee's
-    pass over every value, which cost more than the query itself (1.5 ms of CPU for a page of 50
-    jobs: BENCHMARKS.md)."""
-    text, parameters = query.sql()
-    cursor = database.execute_sql(text, parameters)
-    names = [column[0] for column in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+_LISTS: dict[tuple[str, ...], _Fixed] = {}
+
+
+def _list_query(shape: tuple[str, ...], *, newest_first: bool) -> peewee.Select:
+    """The list's statement for the filters named in `shape`, every value a placeholder, in the
+    order of `shape`; the limit last. (Whether it reads newest first follows from the shape.)"""
+    position = peewee.Tuple(JobStatus.created_at, JobStatus.job_id)
+    conditions = {
+        "status": JobStatus.status == _VALUE,
+        "job_type": JobStatus.job_type == _VALUE,
+        "user_id": JobStatus.user_id == _VALUE,
+        "organization_id": JobStatus.organization_id == _VALUE,
+        "course_id": JobStatus.course_id == _VALUE,
+        # now(), not clock_timestamp(): a stable bound, which an index scan can start from.
+        "since_ago": JobStatus.created_at >= peewee.fn.now() - _VALUE,
+        "since": JobStatus.created_at >= _VALUE,
+        "until": JobStatus.created_at < _VALUE,
+        "before": position < peewee.Tuple(_VALUE, _VALUE),
+        "after": position > peewee.Tuple(_VALUE, _VALUE),
+    }
+    query = JobStatus.select()
+    for name in shape:
+        query = query.where(conditions[name])
+    order = (JobStatus.created_at, JobStatus.job_id)
+    return query.order_by(*(column.desc() if newest_first else column.asc() for column in order)).limit(_VALUE)
 
 
 def list_page(
@@ -194,8 +232,8 @@ def job_ids_with_prefix(prefix: str, limit: int = 2, organization_id: object = N
 def retried_as(job_id: object) -> str | None:
     """The id of the job's retry, if it was retried (job_status_retry_of_idx)."""
     key = parse_uuid(job_id)
-    row = None if key is None else JobStatus.select(JobStatus.job_id).where(JobStatus.retry_of == key).first()
-    return None if row is None else str(row.job_id)
+    rows = [] if key is None else _RETRY.dicts(key)
+    return str(rows[0]["job_id"]) if rows else None
 
 
 def job_events(job_id: object, *, after_id: int | None = None) -> list[dict[str, Any]]:
@@ -204,10 +242,7 @@ def job_events(job_id: object, *, after_id: int | None = None) -> list[dict[str,
     key = parse_uuid(job_id)
     if key is None:
         return []
-    query = JobEvent.select().where(JobEvent.job_id == key)
-    if after_id is not None:
-        query = query.where(JobEvent.id > after_id)
-    return list(query.order_by(JobEvent.id).dicts())
+    return _EVENTS.dicts(key) if after_id is None else _EVENTS_AFTER.dicts(key, after_id)
 
 
 def progress_of(job_ids: list[str]) -> list[dict[str, Any]]:
