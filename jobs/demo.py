@@ -97,8 +97,7 @@ def run_demo(settings: Settings, *, processes: int, threads: int, timeout: float
             hint = f"worker logs: {log_path}  ({len(jobs)} jobs, {workers_text})"
             rows = _watch(jobs, plan, tenants, timeout, hint, signin)
         finally:
-            workers.send_signal(signal.SIGTERM)
-            workers.wait(timeout=60)
+            _stop(workers)
         code = _summary(plan, jobs, rows, tenants, log_path, workers.returncode)
         if sys.stdin.isatty() and sys.stdout.isatty():
             # The links are no use once the server stops: it waits for whoever follows them.
@@ -106,8 +105,15 @@ def run_demo(settings: Settings, *, processes: int, threads: int, timeout: float
             _wait_for_enter("the server keeps running for these links: press Enter (or Ctrl-C) to stop it ")
         return code
     finally:
+        _stop(workers)  # if the server could not start
         if server is not None:
             server.stop()
+
+
+def _stop(workers: subprocess.Popen) -> None:
+    if workers.poll() is None:
+        workers.send_signal(signal.SIGTERM)
+        workers.wait(timeout=60)
 
 
 def sign_in_lines(server: DemoServer, tenants: dict[str, Any]) -> list[str]:

@@ -97,7 +97,10 @@ class DemoServer:
 
     def _last_error(self) -> str:
         lines = [line for line in self.log_path.read_text(errors="replace").splitlines() if line.strip()]
-        return mask_secrets(lines[-1].strip()) if lines else f"exit code {self.process.returncode}"
+        # jobctl's own one-line error, as it printed it (`error: ...`).
+        return (
+            mask_secrets(lines[-1].strip().removeprefix("error: ")) if lines else f"exit code {self.process.returncode}"
+        )
 
     def sign_in_links(self, who: list[tuple[str, list[str]]]) -> list[tuple[str, str]]:
         """For each (label, `jobctl token` arguments), a link that signs a browser in as them."""

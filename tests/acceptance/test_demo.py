@@ -127,3 +127,20 @@ def test_the_live_view_redraws_in_place_within_80x24(redis_broker, tmp_path):
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{signed_in['server']}/api/jobs", timeout=5)
     assert (tmp_path / ".demo" / "api_secret").stat().st_mode & 0o077 == 0
+
+
+def test_a_demo_whose_server_cannot_start_says_why_in_one_line(redis_broker, tmp_path):
+    done = subprocess.run(
+        [str(JOBCTL), "demo", "--processes", "1", "--threads", "1", "--port", "0"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **QUICK_STOP, "JOBS_API_SECRET": "too short"},
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == (
+        "error: the HTTP server did not start: JOBS_API_SECRET is 9 bytes long: it must be 32 bytes or more"
+        " (e.g. `openssl rand -hex 32`) (its log: .demo/server.log)\n"
+    )
+    assert not (tmp_path / ".demo" / "api_secret").exists()  # the one it was given was used
