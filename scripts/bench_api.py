@@ -162,11 +162,11 @@ class Meter:
 class Server:
     """`jobctl serve --port 0` on the bench's database, its log in a file."""
 
-    def __init__(self, secret: str, log_path: str) -> None:
+    def __init__(self, secret: str, log_path: str, jobctl: Path = JOBCTL) -> None:
         self.log_path = log_path
         with open(log_path, "w") as log:
             self.process = subprocess.Popen(
-                [str(JOBCTL), "serve", "--port", "0"],
+                [str(jobctl), "serve", "--port", "0"],
                 stdout=subprocess.PIPE,
                 stderr=log,
                 text=True,
@@ -640,6 +640,12 @@ def main() -> int:
     parser.add_argument("--phases", default="reads,streams")
     parser.add_argument("--keep", action="store_true", help="keep the database (the next run reuses it)")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="profile the server with py-spy into DIR")
+    parser.add_argument(
+        "--jobctl",
+        type=Path,
+        default=JOBCTL,
+        help="the jobctl whose server is measured (another checkout's, to compare two versions; default: this one's)",
+    )
     args = parser.parse_args()
     if args.profile:
         if not available():
@@ -667,7 +673,7 @@ def main() -> int:
         )
         secret = secrets.token_hex(32)
         who = subjects(admin_url, secret.encode(), rng)
-        server = Server(secret, f"{logs}/server.log")
+        server = Server(secret, f"{logs}/server.log", args.jobctl)
         admin = psycopg2.connect(admin_url)
         admin.autocommit = True
         meter = Meter(admin, server.pid)

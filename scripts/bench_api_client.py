@@ -54,10 +54,20 @@ class Connection:
         return int(status_line.split(" ", 2)[1]), headers
 
     async def get(self, path: str, token: str) -> tuple[int, bytes]:
-        """The status and body of GET `path`."""
+        """The status and body of GET `path`. A keep-alive connection the server closed while it
+        was idle (uvicorn does after 5 s) is opened again and the request sent again, as HTTP
+        clients do for a GET."""
         assert self.reader is not None
         self._send(path, token)
-        status, headers = await self._head()
+        try:
+            status, headers = await self._head()
+        except (asyncio.IncompleteReadError, ConnectionError) as error:
+            if isinstance(error, asyncio.IncompleteReadError) and error.partial:
+                raise
+            self.close()
+            await self.open()
+            self._send(path, token)
+            status, headers = await self._head()
         if "content-length" in headers:
             return status, await self.reader.readexactly(int(headers["content-length"]))
         raise HttpError(f"GET {path}: {status} with no Content-Length")
