@@ -135,6 +135,8 @@ class Phase:
     #: CPU seconds over the timed part of the phase: the whole machine's, and our processes'.
     machine_cpu_s: float = 0.0
     own_cpu_s: float = 0.0
+    #: Our processes' CPU seconds by part: sender, workers, postgres, redis.
+    parts_s: dict[str, float] = field(default_factory=dict)
     #: The load average when the phase ended (1, 5, 15 minutes).
     load: str = ""
 
@@ -241,15 +243,20 @@ class Bench:
         self.bare_broker.enqueue(message)
         return message.message_id
 
-    def _ours(self, workers: int) -> list[int]:
-        """Our processes: this one, the worker processes, Redis, the sessions of the benchmark's
-        database and PostgreSQL's WAL writer (each commit's flush)."""
+    def _ours(self, workers: int) -> dict[str, list[int]]:
+        """Our processes, by part: this one (the sender), the worker processes, the sessions of the
+        benchmark's database and PostgreSQL's WAL writer (each commit's flush), Redis."""
         with self.naive.cursor() as cursor:
             cursor.execute(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() OR backend_type = 'walwriter'"
             )
             backends = [pid for (pid,) in cursor.fetchall()]
-        return [os.getpid(), *descendants(workers), int(self.redis.info("server")["process_id"]), *backends]
+        return {
+            "sender": [os.getpid()],
+            "workers": descendants(workers),
+            "postgres": backends,
+            "redis": [int(self.redis.info("server")["process_id"])],
+        }
 
     def phase(self, config: str) -> Phase:
         self._clean()
@@ -285,7 +292,7 @@ class Bench:
             self.redis.delete(DONE_KEY)
             self.enqueue_s.clear()
 
-            processes = snapshot(self._ours(workers.pid))
+            before = {part: snapshot(pids) for part, pids in self._ours(workers.pid).items()}
             machine_before = machine_cpu_s()
             first = time.time()
             count = self.args.paced_jobs if config.endswith("-paced") else self.args.jobs
@@ -297,7 +304,7 @@ class Bench:
                 timeout=300,
             )
             machine_s = machine_cpu_s() - machine_before
-            own_s = spent(processes, snapshot(self._ours(workers.pid)))
+            parts_s = {part: spent(before[part], snapshot(pids)) for part, pids in self._ours(workers.pid).items()}
             reports = [json.loads(raw) for raw in self.redis.lrange(DONE_KEY, 0, -1)]
         finally:
             # To the main process only: it passes SIGTERM on, and a second one kills the workers.
@@ -315,7 +322,8 @@ class Bench:
             max(r["done"] for r in done.values()) - first,
             [done[job_id]["done"] - sent for job_id, sent in sent_at.items()],
             machine_cpu_s=machine_s,
-            own_cpu_s=own_s,
+            own_cpu_s=sum(parts_s.values()),
+            parts_s=parts_s,
             load=load_average(),
         )
         if stats:
@@ -383,6 +391,15 @@ def run_throughput(args: argparse.Namespace) -> int:
             f" {median_of(config, lambda p: p.own_cpu_ms_per_job):6.2f}"
             f" {median_of(config, lambda p: p.ceiling):8.0f}"
             f" {median_of(config, lambda p: p.throughput / p.ceiling if p.ceiling else 0.0):8.2f}"
+        )
+    print("\nour processes' cpu per job, by part (ms, medians over the rounds):")
+    for config in configs:
+        parts = phases[config][0].parts_s
+        print(
+            f"  {config:<10} "
+            + "  ".join(
+                f"{part} {median_of(config, lambda p, n=part: 1000 * p.parts_s[n] / p.sends):.2f}" for part in parts
+            )
         )
     print("\nstatus hooks of the full system (medians over the rounds of each round's p50 / p99):")
     for config in systems:
