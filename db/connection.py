@@ -50,15 +50,20 @@ class _Database(peewee.PostgresqlDatabase):
         self.registry_lock = threading.Lock()
 
     def _connect(self) -> Any:
-        # Peewee's own, with this process's worker token among the options (db/worker_token.py):
-        # presented in the startup packet, so never in a statement's text. Built per connection,
-        # not kept in connect_params: a forked child presents its own.
+        conn = self.open_unshared()
+        with self.registry_lock:
+            self._by_thread[threading.get_ident()] = conn
+        return conn
+
+    def open_unshared(self) -> Any:
+        """A new autocommit connection, as Peewee's own but held by no thread (the group commit's).
+        This process's worker token is among its options (db/worker_token.py): presented in the
+        startup packet, so never in a statement's text. Built per connection, not kept in
+        connect_params: a forked child presents its own."""
         params = dict(self.connect_params)
         params["options"] = " ".join(filter(None, (params.get("options"), worker_token.startup_option())))
         conn = self._adapter.connect(self, **params)
         conn.autocommit = True
-        with self.registry_lock:
-            self._by_thread[threading.get_ident()] = conn
         return conn
 
     def _close(self, conn: Any) -> None:
