@@ -305,9 +305,10 @@ def reschedule(job_id: str, delay_ms: int, options: dict[str, Any]) -> bool:
 
 
 def record_progress(job_id: str, attempt: int, progress: int, message: str | None) -> bool:
-    """Sets the progress of the attempt that runs now; never touches a finished job."""
+    """Sets the progress of the attempt that runs now (its message cut to what is stored:
+    db.storable); never touches a finished job."""
     row = database.execute_sql(
-        "SELECT job_progress(%s::uuid, %s, %s, %s)", (job_id, attempt, progress, message)
+        "SELECT job_progress(%s::uuid, %s, %s, %s)", (job_id, attempt, progress, storable.progress_message(message))
     ).fetchone()
     return bool(row and row[0])
 

@@ -12,15 +12,6 @@ from jobs import service
 from tests.helpers import job_row
 
 
-@pytest.fixture
-def as_worker(settings):
-    """A session of the workers' role, as a compromised worker would have."""
-    conn = psycopg2.connect(settings.worker_database_url)
-    conn.autocommit = True
-    yield conn
-    conn.close()
-
-
 def completed_job(stub_broker, stub_worker, user: str) -> str:
     job_id = service.send_job("test_job", user_id=user)
     stub_broker.join("default")
@@ -172,6 +163,20 @@ def test_each_role_runs_exactly_the_functions_named_for_it(admin_db):
     assert executable_by(admin_db, "jobs_worker") == WORKER_FUNCTIONS
     assert executable_by(admin_db, "jobs_service") == WORKER_FUNCTIONS | SERVICE_ONLY | USER_FUNCTIONS
     assert executable_by(admin_db, "jobs_user") == USER_FUNCTIONS
+
+
+def test_a_function_made_by_a_later_migration_is_open_to_nobody(admin_db):
+    """As the role that migrates makes it (0015's default, given per schema, never took)."""
+    with admin_db.cursor() as cursor:
+        cursor.execute("CREATE FUNCTION later_migration_probe() RETURNS integer LANGUAGE sql AS 'SELECT 1'")
+        try:
+            cursor.execute(
+                "SELECT r.rolname FROM pg_roles r WHERE r.rolname IN ('jobs_worker', 'jobs_service', 'jobs_user')"
+                " AND has_function_privilege(r.oid, 'later_migration_probe()'::regprocedure, 'EXECUTE')"
+            )
+            assert cursor.fetchall() == []
+        finally:
+            cursor.execute("DROP FUNCTION later_migration_probe()")
 
 
 def test_a_worker_sends_no_job(tenants, as_worker):

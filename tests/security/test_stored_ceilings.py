@@ -1,0 +1,341 @@
+"""The database's own ceilings on what is stored (0017_stored_limits.sql): each one probed by a
+direct call of a function, as the role that may call it (a compromised worker, a buggy service, a
+user's transaction), refused in one line that says what and by how much, with nothing written;
+and a value at the ceiling stored, so that the ceilings are the numbers db.storable.CEILINGS
+says (which the JOBS_MAX_... settings may not exceed)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import psycopg2
+import psycopg2.errors
+import pytest
+
+from db import transitions
+from db.storable import CEILINGS, MAX_OPTIONS_BYTES, MAX_PROGRESS_MESSAGE_CHARS
+from jobs import service
+from tests.helpers import alive, as_admin, job_row
+
+WORKER = "host-a:1:boot/1"
+DAYS_70_MS = 70 * 24 * 3_600_000
+
+
+def nested(depth: int) -> str:
+    """The JSON of a list nested `depth` deep, [[...]] (json.dumps gives up near 1,000)."""
+    return "[" * depth + "]" * depth
+
+
+def stored() -> list[tuple]:
+    """Everything the probes could write, as the administrator reads it."""
+    return as_admin(
+        "SELECT (SELECT count(*) FROM job_events), (SELECT count(*) FROM workers),"
+        " (SELECT count(*) FROM course_modules), (SELECT jsonb_agg(to_jsonb(j) ORDER BY job_id) FROM job_status j),"
+        " (SELECT jsonb_agg(to_jsonb(w) ORDER BY worker_id) FROM workers w)"
+    )
+
+
+def refused(conn, statement: str, params: dict, message: str) -> None:
+    """The statement is refused as over a ceiling, in one line matching `message`, and nothing
+    the probes could write has changed."""
+    before = stored()
+    with pytest.raises(psycopg2.errors.CheckViolation) as raised, conn.cursor() as cursor:
+        cursor.execute(statement, params)
+    primary = raised.value.diag.message_primary
+    assert re.fullmatch(message, primary), primary
+    assert "\n" not in primary and len(primary) < 200, primary
+    conn.rollback()
+    assert stored() == before, "a refused call wrote something"
+
+
+def accepted(conn, statement: str, params: dict) -> list[tuple]:
+    with conn.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchall()
+
+
+@pytest.fixture
+def running(stub_broker, tenants):
+    """`running()`: the id of a job that WORKER runs now, at its first attempt."""
+    alive(WORKER)
+
+    def start(job_type: str = "test_job", args: dict | None = None) -> str:
+        job_id = service.send_job(job_type, user_id=tenants.acme.admin, args=args)
+        assert transitions.mark_active(job_id, WORKER).applied
+        return job_id
+
+    return start
+
+
+# Sends, as the services' role --------------------------------------------------------------------
+
+SEND = (
+    "SELECT created FROM job_send(gen_random_uuid(), %(type)s, %(queue)s, %(user)s, NULL, %(args)s::jsonb,"
+    " %(kwargs)s::jsonb, %(options)s::jsonb, 4, %(delay)s, NULL)"
+)
+
+
+def send(tenants, **changes: object) -> dict:
+    values = {"type": "test_job", "queue": "default", "args": "[]", "kwargs": "{}", "options": "{}", "delay": None}
+    return {**values, "user": tenants.acme.members[0], **changes}
+
+
+def text_of(size: int, payload: int) -> str:
+    """A JSON object {"a": "xxx..."} of `size` bytes in all (PostgreSQL writes `{"a": "..."}`)."""
+    return json.dumps({"a": "x" * (size - payload)})
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"type": "t" * 201}, r"job_status\.job_type: 201 characters, more than the 200 the database stores"),
+        ({"type": ""}, r"job_status\.job_type is empty: the database stores 1 to 200 characters"),
+        ({"queue": "q" * 201}, r"job_status\.queue: 201 characters, more than the 200 the database stores"),
+        (
+            {"args": f"[{nested(CEILINGS.max_args_depth + 1)}]"},
+            r"job_status\.args: an argument nests lists and objects more than 100 deep, deeper than the database stores",
+        ),
+        (
+            {"kwargs": f'{{"a": {nested(5_000)}}}'},
+            r"job_status\.args: an argument nests lists and objects more than 100 deep, deeper than the database stores",
+        ),
+        (
+            # args '[]' (2 bytes) and kwargs: one byte more than the ceiling.
+            {"kwargs": text_of(CEILINGS.max_args_bytes - 1, 9)},
+            r"job_status\.args and kwargs: 16000001 bytes of JSON, more than the 16000000 the database stores",
+        ),
+        (
+            {"options": text_of(MAX_OPTIONS_BYTES + 1, 9)},
+            r"job_status\.options: 1000001 bytes of JSON, more than the 1000000 the database stores",
+        ),
+        (
+            {"options": f'{{"a": {nested(101)}}}'},
+            r"job_status\.options: an option nests lists and objects more than 100 deep, deeper than the database stores",
+        ),
+        ({"delay": DAYS_70_MS + 1}, r"a delay of 6048000001 ms: the database takes 0 to 6048000000"),
+        ({"delay": 2**63 - 1}, r"a delay of 9223372036854775807 ms: the database takes 0 to 6048000000"),
+        ({"delay": -1}, r"a delay of -1 ms: the database takes 0 to 6048000000"),
+    ],
+)
+def test_a_send_over_a_ceiling_is_refused(tenants, as_service, changes, message):
+    refused(as_service, SEND, send(tenants, **changes), message)
+
+
+def test_a_send_at_the_ceilings_is_stored(tenants, as_service):
+    args = f"[{nested(CEILINGS.max_args_depth)}]"
+    at_ceilings = {
+        "type": "t" * 200,
+        "queue": "q" * 200,
+        "args": args,
+        "kwargs": text_of(CEILINGS.max_args_bytes - len(args), 9),
+        "options": text_of(MAX_OPTIONS_BYTES, 9),
+        "delay": CEILINGS.max_delay_ms,
+    }
+    assert accepted(as_service, SEND, send(tenants, **at_ceilings)) == [(True,)]
+    (size,) = as_admin("SELECT octet_length(args::text) + octet_length(kwargs::text) FROM job_status")[0]
+    assert size == CEILINGS.max_args_bytes
+
+
+# A job's output and its progress, as the workers' role ---------------------------------------------
+
+FINISH = "SELECT outcome FROM job_finish(%(job)s, 1, %(to)s, %(worker)s, %(result)s::jsonb, %(type)s, %(message)s, %(stack)s, 0)"
+
+
+def finish(job_id: str, **changes: object) -> dict:
+    values = {"to": "failed", "result": None, "type": "RuntimeError", "message": "m", "stack": "s"}
+    return {**values, "job": job_id, "worker": WORKER, **changes}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"to": "completed", "result": json.dumps("r" * (CEILINGS.max_result_bytes - 1)), "type": None},
+            r"job_status\.result: 16000001 bytes of JSON, more than the 16000000 the database stores",
+        ),
+        (
+            {"to": "completed", "result": nested(CEILINGS.max_args_depth + 1), "type": None},
+            r"job_status\.result: the result nests lists and objects more than 100 deep, deeper than the database stores",
+        ),
+        ({"type": "E" * 201}, r"job_status\.error_type: 201 characters, more than the 200 the database stores"),
+        (
+            {"message": "m" * (CEILINGS.max_error_message_chars + 1)},
+            r"job_status\.error_message: 40001 characters, more than the 40000 the database stores",
+        ),
+        (
+            {"stack": "s" * (CEILINGS.max_error_stack_chars + 1)},
+            r"job_status\.error_stack: 160001 characters, more than the 160000 the database stores",
+        ),
+    ],
+)
+def test_an_end_over_a_ceiling_is_refused(running, as_worker, changes, message):
+    job_id = running()
+    refused(as_worker, FINISH, finish(job_id, **changes), message)
+    assert job_row(job_id)["status"] == "active"
+
+
+def test_an_end_at_the_ceilings_is_stored(running, as_worker):
+    failed, completed = running(), running()
+    at_ceilings = {
+        "type": "E" * 200,
+        "message": "m" * CEILINGS.max_error_message_chars,
+        "stack": "s" * CEILINGS.max_error_stack_chars,
+    }
+    assert accepted(as_worker, FINISH, finish(failed, **at_ceilings)) == [("applied",)]
+    result = {"to": "completed", "result": json.dumps("r" * (CEILINGS.max_result_bytes - 2)), "type": None}
+    assert accepted(as_worker, FINISH, finish(completed, **result)) == [("applied",)]
+    assert len(job_row(failed)["error_stack"]) == CEILINGS.max_error_stack_chars
+    assert job_row(completed)["status"] == "completed"
+
+
+def test_progress_over_its_ceiling_is_refused(running, as_worker):
+    job_id = running()
+    statement = "SELECT job_progress(%(job)s, 1, 50, %(message)s)"
+    refused(
+        as_worker,
+        statement,
+        {"job": job_id, "message": "p" * (10 * MAX_PROGRESS_MESSAGE_CHARS + 1)},
+        r"job_status\.progress_message: 10001 characters, more than the 10000 the database stores",
+    )
+    assert accepted(as_worker, statement, {"job": job_id, "message": "p" * 10 * MAX_PROGRESS_MESSAGE_CHARS}) == [
+        (True,)
+    ]
+
+
+def test_a_stop_whose_details_are_over_their_ceiling_is_refused(running, as_worker):
+    job_id = running()
+    refused(
+        as_worker,
+        "SELECT outcome FROM job_stop(%(job)s, 1, %(worker)s, %(how)s, 0)",
+        {"job": job_id, "worker": WORKER, "how": "h" * 1_000_000},
+        r"job_events\.details: 1000011 bytes of JSON, more than the 1000000 the database stores",
+    )
+    assert job_row(job_id)["status"] == "active", "the stop's change went with its event"
+
+
+def test_a_refusal_recorded_for_a_worker_named_over_the_ceiling_is_refused(running, as_worker):
+    job_id = running()
+    refused(
+        as_worker,
+        "SELECT outcome FROM job_stop(%(job)s, 1, %(worker)s, 'abort', 0)",
+        {"job": job_id, "worker": "w" * 501},  # not the job's worker: its refusal is recorded, in its name
+        r"job_events\.worker_id: 501 characters, more than the 500 the database stores",
+    )
+
+
+def test_an_events_details_nest_no_deeper_than_the_ceiling(running, admin_db):
+    """No function a role may call takes JSON for an event's details: the administrator probes
+    the backstop itself."""
+    job_id = running()
+    refused(
+        admin_db,
+        "INSERT INTO job_events (job_id, event, attempt, details) VALUES (%(job)s, 'probe', 1, %(details)s::jsonb)",
+        {"job": job_id, "details": f'{{"a": {nested(100)}}}'},
+        r"job_events\.details: the value nests lists and objects more than 100 deep, deeper than the database stores",
+    )
+
+
+# The workers' own names, and when a job is due ---------------------------------------------------
+
+HEARTBEAT = "SELECT worker_heartbeat(%(worker)s, %(host)s, 1, 1000, %(broker)s)"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"worker": "w" * 501}, r"workers\.worker_id: 501 characters, more than the 500 the database stores"),
+        ({"worker": ""}, r"workers\.worker_id is empty: the database stores 1 to 500 characters"),
+        ({"host": "h" * 256}, r"workers\.hostname: 256 characters, more than the 255 the database stores"),
+        ({"broker": "b" * 201}, r"workers\.broker_id: 201 characters, more than the 200 the database stores"),
+    ],
+)
+def test_a_heartbeat_over_a_ceiling_is_refused(as_worker, changes, message):
+    refused(as_worker, HEARTBEAT, {"worker": "host-b:2:boot", "host": "host", "broker": "b", **changes}, message)
+    accepted(as_worker, HEARTBEAT, {"worker": "w" * 500, "host": "h" * 255, "broker": "b" * 200})
+    assert as_admin("SELECT length(worker_id), length(hostname), length(broker_id) FROM workers") == [(500, 255, 200)]
+
+
+def test_a_start_by_a_worker_named_over_the_ceiling_is_refused(stub_broker, tenants, as_worker):
+    job_id = service.send_job("test_job", user_id=tenants.acme.admin)
+    worker = "w" * 480 + ":1:boot/" + "t" * 20  # its process part, 487 characters, has a lease
+    alive(worker)
+    refused(
+        as_worker,
+        "SELECT outcome FROM job_start(%(job)s, %(worker)s)",
+        {"job": job_id, "worker": worker + "t"},  # 509 characters
+        r"job_status\.worker_id: 509 characters, more than the 500 the database stores",
+    )
+    assert accepted(as_worker, "SELECT outcome FROM job_start(%s, %s)", (job_id, worker[:500])) == [("applied",)]
+
+
+def test_a_job_is_due_no_later_than_the_ceiling_after_its_creation(stub_broker, tenants, as_worker):
+    job_id = service.send_job("test_job", user_id=tenants.acme.admin)
+    statement = "SELECT job_reschedule(%(job)s, %(delay)s, %(options)s::jsonb)"
+    refused(
+        as_worker,
+        statement,
+        {"job": job_id, "delay": CEILINGS.max_delay_ms + 1_000, "options": "{}"},
+        r"job_status\.scheduled_for is 70 days \d\d:\d\d:\d\d(\.\d+)? after the job was created:"
+        r" the database schedules a job 6048000000 ms after its creation at most",
+    )
+    refused(
+        as_worker,
+        statement,
+        {"job": job_id, "delay": 0, "options": text_of(MAX_OPTIONS_BYTES + 1, 9)},
+        r"job_status\.options: 1000001 bytes of JSON, more than the 1000000 the database stores",
+    )
+    assert accepted(as_worker, statement, {"job": job_id, "delay": DAYS_70_MS // 2, "options": "{}"}) == [(True,)]
+
+
+# A cancellation's reason, in a user's transaction --------------------------------------------------
+
+
+def test_a_cancel_reason_over_its_ceiling_is_refused(stub_broker, tenants, settings):
+    job_id = service.send_job("test_job", user_id=tenants.acme.admin)
+    conn = psycopg2.connect(settings.database_url)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('role', 'jobs_user', true), set_config('jobs.user_id', %s, true)",
+                (tenants.acme.admin,),
+            )
+        refused(
+            conn,
+            "SELECT outcome FROM job_cancel_request(%(job)s, %(reason)s)",
+            {"job": job_id, "reason": "r" * (CEILINGS.max_reason_chars + 1)},
+            r"job_status\.cancel_reason: 100001 characters, more than the 100000 the database stores",
+        )
+    finally:
+        conn.close()
+    assert job_row(job_id)["status"] == "pending"
+
+
+def test_an_operators_cancel_reason_over_its_ceiling_is_refused(stub_broker, tenants, admin_db):
+    job_id = service.send_job("test_job", user_id=tenants.acme.admin)
+    refused(
+        admin_db,
+        "SELECT outcome FROM job_cancel_by_operator(%(job)s, 'ops', %(reason)s)",
+        {"job": job_id, "reason": "r" * (CEILINGS.max_reason_chars + 1)},
+        r"job_status\.cancel_reason: 100001 characters, more than the 100000 the database stores",
+    )
+
+
+# The two lines of defence agree ------------------------------------------------------------------
+
+
+def test_the_ceilings_are_the_ones_python_knows(admin_db):
+    with admin_db.cursor() as cursor:
+        cursor.execute("SELECT name, ceiling FROM jobs_ceilings()")
+        ceilings = dict(cursor.fetchall())
+    assert {
+        "args_bytes": CEILINGS.max_args_bytes,
+        "json_depth": CEILINGS.max_args_depth,
+        "result_bytes": CEILINGS.max_result_bytes,
+        "error_message_chars": CEILINGS.max_error_message_chars,
+        "error_stack_chars": CEILINGS.max_error_stack_chars,
+        "reason_chars": CEILINGS.max_reason_chars,
+        "delay_ms": CEILINGS.max_delay_ms,
+        "options_bytes": MAX_OPTIONS_BYTES,
+    }.items() <= ceilings.items()
+    assert MAX_PROGRESS_MESSAGE_CHARS <= ceilings["progress_message_chars"]
