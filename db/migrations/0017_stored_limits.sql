@@ -303,6 +303,56 @@ BEGIN
                     p_max_attempts, p_delay_ms, p_key, NULL, NULL) s;
 END $$;
 
+-- A course is written only by a running `initialize` job of that very course: the caller names
+-- its job and attempt, which must be active now. Before, any worker could rewrite any course of
+-- any organization. (Workers share one role: the database can't tell which worker calls, so one
+-- that lies about its job can still act on a course whose initialization is running.)
+CREATE FUNCTION course_writer_check(p_job_id uuid, p_attempt integer, p_course_id uuid) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM job_status j
+         WHERE j.job_id = p_job_id AND j.attempts = p_attempt AND j.status = 'active'
+           AND j.job_type = 'initialize' AND j.course_id = p_course_id
+    ) THEN
+        RAISE EXCEPTION 'job % (attempt %) is not a running initialize job of course %: it may not write to it',
+            p_job_id, p_attempt, p_course_id USING ERRCODE = 'insufficient_privilege';
+    END IF;
+END $$;
+
+DROP FUNCTION course_lock(uuid);
+DROP FUNCTION course_add_module(uuid, integer, text);
+DROP FUNCTION course_mark_initialized(uuid);
+
+-- What the `initialize` job writes: a course's modules, then its status, in the caller's
+-- transaction, under the course's row lock (taken first, so that two deliveries take turns).
+CREATE FUNCTION course_lock(p_job_id uuid, p_attempt integer, p_course_id uuid) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+DECLARE
+    v_status text;
+BEGIN
+    PERFORM course_writer_check(p_job_id, p_attempt, p_course_id);
+    SELECT c.status INTO v_status FROM courses c WHERE c.id = p_course_id FOR UPDATE;
+    RETURN v_status;
+END $$;
+
+CREATE FUNCTION course_add_module(p_job_id uuid, p_attempt integer, p_course_id uuid, p_position integer,
+                                  p_title text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    PERFORM course_writer_check(p_job_id, p_attempt, p_course_id);
+    INSERT INTO course_modules (course_id, position, title) VALUES (p_course_id, p_position, p_title);
+END $$;
+
+CREATE FUNCTION course_mark_initialized(p_job_id uuid, p_attempt integer, p_course_id uuid) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    PERFORM course_writer_check(p_job_id, p_attempt, p_course_id);
+    UPDATE courses SET status = 'initialized', initialized_at = clock_timestamp()
+     WHERE id = p_course_id AND status <> 'initialized';
+    RETURN FOUND;
+END $$;
+
 -- Nobody gets a new function unless named here: the ceilings, checks and triggers run as the
 -- functions that write (jobs_owner), never called directly. 0015's default did not take: a
 -- default given IN SCHEMA can only add to the database-wide one, which grants EXECUTE to PUBLIC,
@@ -310,3 +360,7 @@ END $$;
 -- database-wide default of the role that migrates is revoked instead, for later migrations.
 REVOKE ALL ON ALL ROUTINES IN SCHEMA public FROM PUBLIC;
 ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    course_lock(uuid, integer, uuid), course_add_module(uuid, integer, uuid, integer, text),
+    course_mark_initialized(uuid, integer, uuid)
+    TO jobs_worker;

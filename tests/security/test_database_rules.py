@@ -126,9 +126,9 @@ def test_a_service_acts_as_the_user_it_names(tenants, settings):
 
 # What each role may run, pinned: a function added later is open to nobody until it is named here.
 WORKER_FUNCTIONS = {
-    "course_add_module(uuid,integer,text)",
-    "course_lock(uuid)",
-    "course_mark_initialized(uuid)",
+    "course_add_module(uuid,integer,uuid,integer,text)",
+    "course_lock(uuid,integer,uuid)",
+    "course_mark_initialized(uuid,integer,uuid)",
     "job_finish(uuid,integer,text,text,jsonb,text,text,text,integer)",
     "job_lease_expired(uuid,integer,text,integer,integer)",
     "job_progress(uuid,integer,integer,text)",

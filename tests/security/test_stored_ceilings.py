@@ -339,3 +339,22 @@ def test_the_ceilings_are_the_ones_python_knows(admin_db):
         "options_bytes": MAX_OPTIONS_BYTES,
     }.items() <= ceilings.items()
     assert MAX_PROGRESS_MESSAGE_CHARS <= ceilings["progress_message_chars"]
+
+
+# A course's modules, as the workers' role, for the initialization that runs --------------------
+
+
+@pytest.mark.parametrize(
+    ("position", "title", "message"),
+    [
+        (1, "t" * 201, r"course_modules\.title: 201 characters, more than the 200 the database stores"),
+        (1, "", r"course_modules\.title is empty: the database stores 1 to 200 characters"),
+        (1_001, "Extra", r"course_modules\.position is 1001: a course has 1000 modules at most"),
+    ],
+)
+def test_a_module_over_a_ceiling_is_refused(running, tenants, as_worker, position, title, message):
+    job_id = running("initialize", {"course_id": tenants.acme.course})
+    statement = "SELECT course_add_module(%(job)s, 1, %(course)s, %(position)s, %(title)s)"
+    values = {"job": job_id, "course": tenants.acme.course, "position": position, "title": title}
+    refused(as_worker, statement, values, message)
+    accepted(as_worker, statement, {**values, "position": 1_000, "title": "t" * 200})
