@@ -18,7 +18,7 @@ import peewee
 import psycopg2
 import psycopg2.extensions
 
-from . import storable
+from . import storable, stored_json
 from .connection import Limits, connect, database, pgcode
 from .errors import KeyTaken, UnknownCourse, UnknownUser
 from .group_commit import GroupCommit
@@ -395,6 +395,19 @@ class Reaped:
     outcome: str
     #: For waiting_jobs: how long until it is due (a delay or a retry's backoff), 0 if it is.
     due_in_ms: int = 0
+
+    @property
+    def unreadable(self) -> bool:
+        """Its arguments or options, stored before the database's ceilings, are nested too deep
+        for Python to read (db.stored_json): it can't be sent again, only failed (fail_unsendable)."""
+        return stored_json.is_unreadable(self.args, self.kwargs, self.options)
+
+
+def fail_unsendable(job_id: str) -> Outcome:
+    """pending|retrying -> failed, for a job whose stored arguments or options are over the
+    database's ceilings (a row stored before them): it can't be sent to a worker. The database
+    judges that itself, and refuses ('rejected') any other job, or one no longer waiting."""
+    return _outcome("SELECT * FROM job_fail_unsendable(%s::uuid)", (job_id,))
 
 
 def heartbeat(

@@ -353,6 +353,65 @@ BEGIN
     RETURN FOUND;
 END $$;
 
+-- Rows stored before these ceilings may hold arguments or options over them, which no worker
+-- could be sent (Python can't even read arguments nested 10,000 deep). Reconcile and the reaper,
+-- which would publish such a waiting job again and again, fail it instead: a waiting job may
+-- now go to `failed` without running, but only through this function, and only when what it
+-- holds is over a ceiling (so a compromised worker can fail no other job with it).
+INSERT INTO job_transitions VALUES ('pending', 'failed'), ('retrying', 'failed');
+
+-- Why the stored arguments or options of a job can't be sent, or NULL.
+CREATE FUNCTION job_unsendable(r job_status) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    IF jsonb_deeper_than(r.args, jobs_ceiling('json_depth') + 1)
+       OR jsonb_deeper_than(r.kwargs, jobs_ceiling('json_depth') + 1) THEN
+        RETURN format('an argument nests lists and objects more than %s deep', jobs_ceiling('json_depth'));
+    END IF;
+    IF jsonb_deeper_than(r.options, jobs_ceiling('json_depth') + 1) THEN
+        RETURN format('an option nests lists and objects more than %s deep', jobs_ceiling('json_depth'));
+    END IF;
+    IF octet_length(r.args::text) + octet_length(r.kwargs::text) > jobs_ceiling('args_bytes') THEN
+        RETURN format('its arguments are more than %s bytes of JSON', jobs_ceiling('args_bytes'));
+    END IF;
+    IF octet_length(r.options::text) > jobs_ceiling('options_bytes') THEN
+        RETURN format('its options are more than %s bytes of JSON', jobs_ceiling('options_bytes'));
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- Outcomes: 'applied' (failed now), 'rejected' (not waiting, or nothing over a ceiling: nothing
+-- written, nothing recorded), 'missing'.
+CREATE FUNCTION job_fail_unsendable(p_job_id uuid)
+RETURNS TABLE (outcome text, previous text, status text, attempts integer)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+DECLARE
+    r job_status;
+    v_why text;
+    v_now timestamptz;
+BEGIN
+    SELECT * INTO r FROM job_status j WHERE j.job_id = p_job_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'missing', NULL::text, NULL::text, 0;
+        RETURN;
+    END IF;
+    v_why := CASE WHEN r.status IN ('pending', 'retrying') THEN job_unsendable(r) END;
+    IF v_why IS NULL THEN
+        RETURN QUERY SELECT 'rejected', r.status, r.status, r.attempts;
+        RETURN;
+    END IF;
+    v_why := format('%s, more than the database stores: it was stored before that limit, and can''t be sent'
+                    ' to a worker', v_why);
+    v_now := GREATEST(clock_timestamp(), r.updated_at);
+    UPDATE job_status j
+       SET status = 'failed', failed_at = v_now, error_type = 'Unsendable', error_message = v_why,
+           error_stack = NULL, scheduled_for = NULL, updated_at = v_now
+     WHERE j.job_id = p_job_id;
+    PERFORM job_event(p_job_id, 'failed', r.status, 'failed', r.attempts, NULL, NULL,
+                      jsonb_build_object('error_type', 'Unsendable', 'error_message', v_why), v_now);
+    RETURN QUERY SELECT 'applied', r.status, 'failed'::text, r.attempts;
+END $$;
+
 -- Nobody gets a new function unless named here: the ceilings, checks and triggers run as the
 -- functions that write (jobs_owner), never called directly. 0015's default did not take: a
 -- default given IN SCHEMA can only add to the database-wide one, which grants EXECUTE to PUBLIC,
@@ -362,5 +421,5 @@ REVOKE ALL ON ALL ROUTINES IN SCHEMA public FROM PUBLIC;
 ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     course_lock(uuid, integer, uuid), course_add_module(uuid, integer, uuid, integer, text),
-    course_mark_initialized(uuid, integer, uuid)
+    course_mark_initialized(uuid, integer, uuid), job_fail_unsendable(uuid)
     TO jobs_worker;

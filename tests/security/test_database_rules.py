@@ -129,6 +129,7 @@ WORKER_FUNCTIONS = {
     "course_add_module(uuid,integer,uuid,integer,text)",
     "course_lock(uuid,integer,uuid)",
     "course_mark_initialized(uuid,integer,uuid)",
+    "job_fail_unsendable(uuid)",
     "job_finish(uuid,integer,text,text,jsonb,text,text,text,integer)",
     "job_lease_expired(uuid,integer,text,integer,integer)",
     "job_progress(uuid,integer,integer,text)",
