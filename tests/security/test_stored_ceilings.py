@@ -122,7 +122,7 @@ def test_a_send_over_a_ceiling_is_refused(tenants, as_service, changes, message)
     refused(as_service, SEND, send(tenants, **changes), message)
 
 
-def test_a_send_at_the_ceilings_is_stored(tenants, as_service):
+def test_a_send_at_the_ceilings_is_stored_and_a_byte_more_is_not(tenants, as_service):
     args = f"[{nested(CEILINGS.max_args_depth)}]"
     at_ceilings = {
         "type": "t" * 200,
@@ -132,6 +132,12 @@ def test_a_send_at_the_ceilings_is_stored(tenants, as_service):
         "options": text_of(MAX_OPTIONS_BYTES, 9),
         "delay": CEILINGS.max_delay_ms,
     }
+    refused(
+        as_service,
+        SEND,
+        send(tenants, **{**at_ceilings, "kwargs": text_of(CEILINGS.max_args_bytes - len(args) + 1, 9)}),
+        r"job_status\.args and kwargs: 16000001 bytes of JSON, more than the 16000000 the database stores",
+    )
     assert accepted(as_service, SEND, send(tenants, **at_ceilings)) == [(True,)]
     (size,) = as_admin("SELECT octet_length(args::text) + octet_length(kwargs::text) FROM job_status")[0]
     assert size == CEILINGS.max_args_bytes
@@ -175,13 +181,19 @@ def test_an_end_over_a_ceiling_is_refused(running, as_worker, changes, message):
     assert job_row(job_id)["status"] == "active"
 
 
-def test_an_end_at_the_ceilings_is_stored(running, as_worker):
+def test_an_end_at_the_ceilings_is_stored_and_a_character_more_is_not(running, as_worker):
     failed, completed = running(), running()
     at_ceilings = {
         "type": "E" * 200,
         "message": "m" * CEILINGS.max_error_message_chars,
         "stack": "s" * CEILINGS.max_error_stack_chars,
     }
+    refused(
+        as_worker,
+        FINISH,
+        finish(failed, **{**at_ceilings, "stack": "s" * (CEILINGS.max_error_stack_chars + 1)}),
+        r"job_status\.error_stack: 160001 characters, more than the 160000 the database stores",
+    )
     assert accepted(as_worker, FINISH, finish(failed, **at_ceilings)) == [("applied",)]
     result = {"to": "completed", "result": json.dumps("r" * (CEILINGS.max_result_bytes - 2)), "type": None}
     assert accepted(as_worker, FINISH, finish(completed, **result)) == [("applied",)]
