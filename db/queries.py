@@ -45,7 +45,9 @@ def list_jobs(
     user_id: object = None,
     organization_id: object = None,
     job_type: str | None = None,
+    course_id: object = None,
     since: datetime | timedelta | None = None,
+    until: datetime | None = None,
     before: str | None = None,
     after: str | None = None,
     limit: int = 100,
@@ -53,7 +55,8 @@ def list_jobs(
     """The newest jobs matching the filters, newest first; a filter that is not an id matches
     nothing.
 
-    `since`: jobs created then or later (a timedelta counts back from the database's clock).
+    `since`: jobs created then or later (a timedelta counts back from the database's clock);
+    `until`: jobs created before then.
     `before` / `after`: cursors (job_cursor): only the jobs that come after that one in the list
     (older) / before it (newer); with `after` alone, the `limit` newer jobs nearest to it. Keyset
     pages, so a page costs the same however deep it is.
@@ -68,7 +71,11 @@ def list_jobs(
         query = query.where(JobStatus.status == status)
     if job_type is not None:
         query = query.where(JobStatus.job_type == job_type)
-    for column, value in ((JobStatus.user_id, user_id), (JobStatus.organization_id, organization_id)):
+    for column, value in (
+        (JobStatus.user_id, user_id),
+        (JobStatus.organization_id, organization_id),
+        (JobStatus.course_id, course_id),
+    ):
         if value is not None:
             key = parse_uuid(value)
             if key is None:
@@ -79,6 +86,8 @@ def list_jobs(
         query = query.where(JobStatus.created_at >= peewee.fn.now() - since)
     elif since is not None:
         query = query.where(JobStatus.created_at >= since)
+    if until is not None:
+        query = query.where(JobStatus.created_at < until)
     position = peewee.Tuple(JobStatus.created_at, JobStatus.job_id)
     if before is not None:
         query = query.where(position < peewee.Tuple(*_position(before)))
@@ -89,6 +98,21 @@ def list_jobs(
     query = query.order_by(*(column.desc() if newest_first else column.asc() for column in order))
     rows = list(query.limit(limit).dicts())
     return rows if newest_first else rows[::-1]
+
+
+def list_page(
+    *, limit: int = 100, before: str | None = None, after: str | None = None, **filters: Any
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of list_jobs (same filters), and the cursor of the next page in the same direction
+    (older, or newer with `after`), None when nothing lies beyond: when the page is full, one more
+    indexed read of one row says whether anything does (no count of the table)."""
+    rows = list_jobs(**filters, before=before, after=after, limit=limit)
+    if len(rows) < limit:
+        return rows, None
+    newer = after is not None and before is None
+    cursor = job_cursor(rows[0] if newer else rows[-1])
+    beyond = list_jobs(**filters, **({"after": cursor} if newer else {"before": cursor}), limit=1)
+    return rows, cursor if beyond else None
 
 
 def job_cursor(job: dict[str, Any]) -> str:
@@ -103,7 +127,10 @@ def _position(cursor: str) -> tuple[datetime, str]:
         raise ValueError(f"not a cursor of the job list: {cursor!r}")
     raw = base64.urlsafe_b64decode(cursor + "====")
     (micros,) = struct.unpack(">q", raw[:8])
-    return _EPOCH + timedelta(microseconds=micros), str(UUID(bytes=raw[8:]))
+    try:
+        return _EPOCH + timedelta(microseconds=micros), str(UUID(bytes=raw[8:]))
+    except OverflowError:  # 64 bits hold moments no datetime can
+        raise ValueError(f"not a cursor of the job list: {cursor!r}") from None
 
 
 def job_ids_with_prefix(prefix: str, limit: int = 2, organization_id: object = None) -> list[str]:

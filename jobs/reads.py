@@ -19,7 +19,8 @@ from .errors import JobNotFound
 
 # The system's, not the tenant's: stacks name the server's files, workers its hosts and pids.
 OPERATORS_ONLY = frozenset({"error_stack", "worker_id", "worker_process"})
-OPERATORS_ONLY_DETAILS = frozenset({"lost_worker"})
+# (claimed_worker: the worker a refused call named without its token, 0016_worker_tokens.sql.)
+OPERATORS_ONLY_DETAILS = frozenset({"lost_worker", "claimed_worker"})
 
 
 # The system's own errors name the worker they lost (host:pid): a tenant reads what happened.
@@ -48,6 +49,13 @@ def event_for_tenant(event: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
+def viewer(user_id: object) -> scope.Viewer:
+    """Who `user_id` is, as the reads judge them: their organization and role. Raises UnknownUser
+    for an id that names no user (a server checks a token's subject with it)."""
+    with scope.as_user(user_id) as found:
+        return found
+
+
 def get_job(job_id: object, *, as_user: object) -> dict[str, Any]:
     """The job, as `as_user` may see it (for_tenant): their own, or any of their organization's
     for an admin.
@@ -70,13 +78,42 @@ def list_jobs(
     organization_id: object = None,
     limit: int = 100,
     job_type: str | None = None,
+    course_id: object = None,
     since: datetime | timedelta | None = None,
+    until: datetime | None = None,
     before: str | None = None,
     after: str | None = None,
 ) -> list[dict[str, Any]]:
     """The newest jobs `as_user` may see, narrowed by the filters; a filter naming what the
-    user may not see gives nothing. `since`, `before` and `after` (keyset pages, with cursors
-    from db.queries.job_cursor) as in db.queries.list_jobs."""
+    user may not see gives nothing. `since`, `until`, `before` and `after` (keyset pages, with
+    cursors from db.queries.job_cursor) as in db.queries.list_jobs."""
+    return list_page(
+        as_user=as_user,
+        status=status,
+        user_id=user_id,
+        organization_id=organization_id,
+        job_type=job_type,
+        course_id=course_id,
+        since=since,
+        until=until,
+        before=before,
+        after=after,
+        limit=limit,
+        next_cursor=False,
+    )[0]
+
+
+def list_page(
+    *,
+    as_user: object,
+    user_id: object = None,
+    organization_id: object = None,
+    limit: int = 100,
+    next_cursor: bool = True,
+    **filters: Any,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """list_jobs' page, and the cursor of the next one in the same direction, None when nothing
+    lies beyond it (db.queries.list_page); read in one transaction. Filters as list_jobs'."""
     with scope.as_user(as_user) as viewer:
         # The policies decide what is seen; naming the user's own scope as well only lets the
         # planner take the narrowest index.
@@ -84,17 +121,12 @@ def list_jobs(
             organization_id = viewer.organization_id if organization_id is None else organization_id
         else:
             user_id = viewer.user_id if user_id is None else user_id
-        rows = queries.list_jobs(
-            status=status,
-            user_id=user_id,
-            organization_id=organization_id,
-            job_type=job_type,
-            since=since,
-            before=before,
-            after=after,
-            limit=limit,
-        )
-    return [for_tenant(row) for row in rows]
+        filters.update(user_id=user_id, organization_id=organization_id, limit=limit)
+        if next_cursor:
+            rows, cursor = queries.list_page(**filters)
+        else:
+            rows, cursor = queries.list_jobs(**filters), None
+    return [for_tenant(row) for row in rows], cursor
 
 
 def show_job(
@@ -109,6 +141,18 @@ def show_job(
             raise JobNotFound(job_id)
         events = queries.job_events(job_id, after_id=after_event)
     return for_tenant(job), [event_for_tenant(event) for event in events]
+
+
+def find_user(value: str, *, as_user: object) -> dict[str, Any] | None:
+    """The user with this email or id, if `as_user` may see them (their organization's people)."""
+    with scope.as_user(as_user):
+        return queries.find_user(value)
+
+
+def retried_as(job_id: object, *, as_user: object) -> str | None:
+    """The id of the job's retry, if it was retried and `as_user` may see the job."""
+    with scope.as_user(as_user):
+        return queries.retried_as(job_id)
 
 
 def job_history(job_id: object, *, as_user: object) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
 """The `jobctl` command: migrate, seed, send, cancel, retry, show, list, workers, stats, reap, reconcile,
-worker, demo.
+worker, demo, serve, token.
 
 Each group of subcommands lives in its own module and adds itself to the parser (`register`);
 this module maps every error to one line on stderr and an exit code.
@@ -20,6 +20,7 @@ from db.excerpt import clipped
 from db.redact import mask_secrets
 from middleware.log_format import configure_logging
 from middleware.settings import Settings
+from web import commands as web_commands
 
 from ..errors import DatabaseUnavailable, JobError
 from . import admin, fleet, reading, sending
@@ -39,7 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
-        configure_logging(settings.log_format if args.command == "demo" else "console", args.log_level)
+        # The demo and the server log as the workers do (JSON unless on a terminal, INFO); the
+        # other commands print their own output, and log only errors.
+        own_process = args.command in ("demo", "serve")
+        level = args.log_level or os.environ.get("JOBS_LOG_LEVEL") or ("INFO" if args.command == "serve" else "ERROR")
+        configure_logging(settings.log_format if own_process else "console", level)
         return args.run(args, settings) or 0
     except BrokenPipeError:
         return _closed_stdout()
@@ -86,8 +91,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jobctl", description=__doc__.splitlines()[0])
-    parser.add_argument("--log-level", default=os.environ.get("JOBS_LOG_LEVEL", "ERROR"))
+    parser.add_argument("--log-level", help="DEBUG, INFO, ...: JOBS_LOG_LEVEL (default ERROR; INFO for serve)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for module in (admin, sending, reading, fleet):
+    for module in (admin, sending, reading, fleet, web_commands):
         module.register(commands)
     return parser

@@ -194,32 +194,17 @@ def _filters(args: argparse.Namespace, viewer: str | None) -> dict[str, Any]:
     return filters
 
 
-def _fetch(filters: dict[str, Any], viewer: str | None, **page: Any) -> list[dict]:
+def _page(filters: dict[str, Any], viewer: str | None, args: argparse.Namespace) -> tuple[list[dict], str | None]:
+    """One page of the list, and the cursor of the next one (in the same direction) if there is
+    one: as the viewer sees them (jobs.reads), or the operators' whole."""
     from db import queries
 
     from .. import reads
 
+    page = {"before": args.before, "after": args.after, "limit": args.limit}
     if viewer is not None:
-        return reads.list_jobs(as_user=viewer, **filters, **page)
-    return queries.list_jobs(**filters, **page)
-
-
-def _newer(args: argparse.Namespace) -> bool:
-    """Whether the pages go towards newer jobs (--after), or older ones."""
-    return args.after is not None
-
-
-def _page(filters: dict[str, Any], viewer: str | None, args: argparse.Namespace) -> tuple[list[dict], str | None]:
-    """One page of the list, and the cursor of the next one (in the same direction) if there is
-    one: when the page is full, one more indexed read says whether anything lies beyond it."""
-    from db import queries
-
-    rows = _fetch(filters, viewer, before=args.before, after=args.after, limit=args.limit)
-    if len(rows) < args.limit:
-        return rows, None
-    cursor = queries.job_cursor(rows[0] if _newer(args) else rows[-1])
-    beyond = {"after": cursor} if _newer(args) else {"before": cursor}
-    return rows, cursor if _fetch(filters, viewer, **beyond, limit=1) else None
+        return reads.list_page(as_user=viewer, **filters, **page)
+    return queries.list_page(**filters, **page)
 
 
 def _list_lines(
@@ -229,7 +214,7 @@ def _list_lines(
     lines = job_text.list_lines(rows, people, width)
     if cursor:
         # Not cut to the width: it is a command to copy (78 characters at most).
-        option = "--after" if _newer(args) else "--before"
+        option = "--after" if args.after is not None else "--before"
         lines.append(f"{len(rows)} shown, more remain: repeat with {option} {cursor}")
     return lines
 

@@ -12,7 +12,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("db", "middleware", "jobs", "actors")
+PACKAGES = ("db", "middleware", "jobs", "actors", "web")
 QUERY_CALLS = {"execute_sql", "execute", "executemany", "mogrify"}
 
 

@@ -1,4 +1,4 @@
-"""The layers point down (jobs -> actors -> middleware -> db), as setup.cfg's import-linter
+"""The layers point down (web -> jobs -> actors -> middleware -> db), as setup.cfg's import-linter
 contracts say; an import that breaks one fails the suite."""
 
 from __future__ import annotations
@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,15 +33,25 @@ def test_every_layer_contract_is_kept():
     assert "3 kept, 0 broken" in checked.stdout
 
 
-def test_an_upward_import_breaks_the_contract(tmp_path):
-    # The same contracts over a copy of the packages in which db/transitions.py imports
-    # jobs.errors, as it once did: the check must catch it.
-    for package in ("jobs", "actors", "middleware", "db"):
+@pytest.mark.parametrize(
+    ("module", "imported"),
+    [
+        # db/transitions.py once imported jobs.errors.
+        ("db/transitions.py", "jobs.errors"),
+        ("jobs/reads.py", "web.problems"),
+        # The command line may register web.commands' subcommands, and nothing else of web.
+        ("jobs/cli/reading.py", "web.app"),
+    ],
+)
+def test_an_upward_import_breaks_the_contract(tmp_path, module, imported):
+    # The same contracts over a copy of the packages in which `module` imports `imported`.
+    for package in ("web", "jobs", "actors", "middleware", "db"):
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
-    with open(tmp_path / "db" / "transitions.py", "a") as module:
-        module.write("\nfrom jobs import errors  # noqa: E402\n")
+    with open(tmp_path / module, "a") as source:
+        source.write(f"\nimport {imported}  # noqa: E402\n")
     config = tmp_path / "setup.cfg"
     config.write_text((ROOT / "setup.cfg").read_text())
     checked = lint_imports(config, tmp_path, PYTHONPATH=str(tmp_path))
     assert checked.returncode != 0, checked.stdout + checked.stderr
-    assert "db.transitions -> jobs.errors" in checked.stdout
+    importer = module.removesuffix(".py").replace("/", ".")
+    assert f"{importer} -> {imported}" in checked.stdout

@@ -1,0 +1,11 @@
+"""The JSON API, under /api: one router per resource."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from . import jobs, workers
+
+router = APIRouter(prefix="/api")
+router.include_router(jobs.router)
+router.include_router(workers.router)

@@ -1,0 +1,46 @@
+"""The application factory: `create_app(settings)` builds the server (tests make their own)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from . import api, problems, session
+from .access_log import AccessLog
+from .body_limit import BodyLimit
+from .database import DatabaseThreads
+from .settings import WebSettings
+
+
+def create_app(settings: WebSettings) -> FastAPI:
+    app = FastAPI(
+        title="course-jobs",
+        summary="Send, follow, cancel and retry the course platform's background jobs.",
+        lifespan=_lifespan,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    problems.install(app)
+    # Outermost last: the log sees every answer, the refusal of an oversized body included.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessLog)
+    app.include_router(api.router)
+    app.include_router(session.router)
+    return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Configures the database and the broker from the environment, as in every process that
+    # sends jobs (cancellations tell workers through the broker too).
+    import actors
+
+    threads = DatabaseThreads(app.state.settings.database_threads)
+    app.state.database = threads
+    try:
+        yield
+    finally:
+        threads.close()
+        actors.broker.close()
