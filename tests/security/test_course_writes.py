@@ -1,14 +1,14 @@
-"""A course is written only by a running `initialize` job of that very course (0017): a
-compromised worker calling course_lock, course_add_module or course_mark_initialized directly
-can't rewrite another course, another organization's least of all, nor write one for a job
-that is not running."""
+"""A course is written only by a running `initialize` job of that very course (0017), from the
+worker process that runs it (0018): a compromised worker calling course_lock, course_add_module
+or course_mark_initialized directly can't rewrite another course, another organization's least
+of all, nor write one for a job that is not running, nor for one that another process runs."""
 
 from __future__ import annotations
 
 import psycopg2.errors
 import pytest
 
-from db import transitions
+from db import transitions, worker_token
 from jobs import service
 from tests.helpers import alive, as_admin
 
@@ -37,14 +37,20 @@ def initializing(stub_broker, tenants):
     return job_id
 
 
-def refused(as_worker, call: str, job: str, attempt: int, course: str) -> None:
+@pytest.fixture
+def as_its_process(worker_session):
+    """A session of the workers' role that is WORKER's process: it presents the token that
+    `alive` recorded for it, this process's (db/worker_token.py)."""
+    return worker_session(worker_token.current())
+
+
+def refused(as_worker, call: str, job: str, attempt: int, course: str, message: str | None = None) -> None:
     before = course_state(course)
     with pytest.raises(psycopg2.errors.InsufficientPrivilege) as raised, as_worker.cursor() as cursor:
         cursor.execute(CALLS[call], {"job": job, "attempt": attempt, "course": course})
-    message = raised.value.diag.message_primary
-    assert (
+    assert raised.value.diag.message_primary == (
         message
-        == f"job {job} (attempt {attempt}) is not a running initialize job of course {course}: it may not write to it"
+        or f"job {job} (attempt {attempt}) is not a running initialize job of course {course}: it may not write to it"
     )
     assert course_state(course) == before
 
@@ -77,9 +83,24 @@ def test_an_initialization_that_is_not_running_writes_nothing(stub_broker, tenan
     refused(as_worker, call, waiting, 1, tenants.acme.course)
 
 
-def test_the_running_initialization_writes_its_own_course(tenants, initializing, as_worker):
+@pytest.mark.parametrize("token", ["random", None], ids=["another process", "no token"])
+@pytest.mark.parametrize("call", sorted(CALLS))
+def test_only_the_process_that_runs_the_initialization_writes_its_course(
+    tenants, initializing, worker_session, call, token
+):
+    refused(
+        worker_session(token),
+        call,
+        initializing,
+        1,
+        tenants.acme.course,
+        f"job {initializing} (attempt 1) runs in another worker process: this session may not write its course",
+    )
+
+
+def test_the_running_initialization_writes_its_own_course(tenants, initializing, as_its_process):
     values = {"job": initializing, "attempt": 1, "course": tenants.acme.course}
-    with as_worker.cursor() as cursor:
+    with as_its_process.cursor() as cursor:
         for call in ("lock", "add_module", "mark_initialized"):
             cursor.execute(CALLS[call], values)
     assert course_state(tenants.acme.course)[0][0] == "initialized"
