@@ -2,7 +2,7 @@
 0017_stored_limits.sql: the workers' role can't write the tables itself, and the functions write
 a course only for a running `initialize` job of that course, which each call names (its id and
 attempt), and only on a session of the worker process that runs it (its worker token,
-0018_tokens_and_ceilings.sql): a worker can't rewrite another organization's course, nor the
+0021_tokens_and_ceilings.sql): a worker can't rewrite another organization's course, nor the
 course of an initialization another worker runs."""
 
 from __future__ import annotations

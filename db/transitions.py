@@ -1,7 +1,7 @@
 """Every status write of a job: one named function each, one statement each.
 
 The guards, timestamps and events are in the SQL functions of the migrations (0003, 0004, 0005,
-0009, 0016, 0018); these functions only call them, make a job's own output storable (db.storable), and
+0009, 0016, 0021); these functions only call them, make a job's own output storable (db.storable), and
 translate their answers.
 """
 
@@ -298,7 +298,7 @@ def reschedule(job_id: str, delay_ms: int, options: dict[str, Any]) -> bool:
     """Records when a waiting job becomes due, and its retry count as its message is enqueued now;
     False when it is no longer waiting. The database cuts the delay (to the workers' longest, and to
     70 days after the job's creation) and keeps every other option as the job was sent
-    (job_reschedule: 0016_worker_tokens.sql, 0018_tokens_and_ceilings.sql)."""
+    (job_reschedule: 0016_worker_tokens.sql, 0021_tokens_and_ceilings.sql)."""
     row = database.execute_sql(
         "SELECT job_reschedule(%s::uuid, %s, %s::jsonb)", (job_id, delay_ms, json.dumps(options))
     ).fetchone()

@@ -1,5 +1,5 @@
 """A course is written only by a running `initialize` job of that very course (0017), from the
-worker process that runs it (0018): a compromised worker calling course_lock, course_add_module
+worker process that runs it (0021): a compromised worker calling course_lock, course_add_module
 or course_mark_initialized directly can't rewrite another course, another organization's least
 of all, nor write one for a job that is not running, nor for one that another process runs."""
 

@@ -163,7 +163,7 @@ def executable_by(admin_db, role: str) -> set[str]:
 
 def test_each_role_runs_exactly_the_functions_named_for_it(admin_db):
     # Nothing through PUBLIC, which any role (one made later included) holds: every grant is by
-    # name, whichever migration made or replaced the function (0016's, 0017's, 0018's).
+    # name, whichever migration made or replaced the function (0016's, 0017's, 0021's).
     assert executable_by(admin_db, "public") == set()
     assert executable_by(admin_db, "jobs_worker") == WORKER_FUNCTIONS
     assert executable_by(admin_db, "jobs_service") == WORKER_FUNCTIONS | SERVICE_ONLY | USER_FUNCTIONS

@@ -312,7 +312,7 @@ def test_a_start_by_a_worker_named_over_the_ceiling_is_refused(stub_broker, tena
 
 
 def test_a_job_is_due_no_later_than_the_ceiling_after_its_creation(stub_broker, tenants, as_worker_process, admin_db):
-    """A worker's reschedule is cut to the ceiling (0018), as it is to the longest delay the
+    """A worker's reschedule is cut to the ceiling (0021), as it is to the longest delay the
     database gives the workers: here raised to the ceiling, which a reschedule a moment after the
     job's creation would otherwise pass. No call of a role's writes a due time past the ceiling,
     so the administrator probes the backstop itself."""
