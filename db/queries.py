@@ -277,7 +277,17 @@ def recoveries(*, limit: int = 20) -> list[dict[str, Any]]:
         " ORDER BY e.id DESC LIMIT %s",
         (limit,),
     ).fetchall()
-    names = ("id", "job_id", "job_type", "event", "to_status", "attempt", "lost_worker", "lost_deliveries", "created_at")
+    names = (
+        "id",
+        "job_id",
+        "job_type",
+        "event",
+        "to_status",
+        "attempt",
+        "lost_worker",
+        "lost_deliveries",
+        "created_at",
+    )
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 

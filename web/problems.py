@@ -98,9 +98,7 @@ def for_pages(path: str) -> bool:
     return path != "/api" and not path.startswith(_MACHINES)
 
 
-def answer(
-    path: str, status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
-) -> Response:
+def answer(path: str, status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> Response:
     """The error's answer at `path`: a problem under /api, a page elsewhere."""
     if for_pages(path):
         return error_page(status, one_line(detail), headers=headers)

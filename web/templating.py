@@ -88,13 +88,13 @@ environment = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-environment.filters.update(short=short, when=when, iso=iso, duration=duration, pretty_json=pretty_json, thousands=thousands)
+environment.filters.update(
+    short=short, when=when, iso=iso, duration=duration, pretty_json=pretty_json, thousands=thousands
+)
 environment.globals.update(STYLESHEET=STYLESHEET, SCRIPT=SCRIPT, ICON=ICON)
 
 
-def page(
-    template: str, *, status: int = 200, headers: dict[str, str] | None = None, **context: Any
-) -> HTMLResponse:
+def page(template: str, *, status: int = 200, headers: dict[str, str] | None = None, **context: Any) -> HTMLResponse:
     """The page `template` rendered with `context` (plus `caller`, `csrf_token` and `stream`,
     None unless given), with the pages' headers."""
     context = {"caller": None, "csrf_token": None, "stream": None, "nav": None, **context}

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from tests.api.conftest import OPERATOR, client_as, operator_token, server, user_token, workers  # noqa: F401
+from tests.api.conftest import OPERATOR, client_as, operator_token, user_token, workers  # noqa: F401
+from tests.api.conftest import server as server  # noqa: F401 - the fixture, which the fixtures below take
 from tests.support.server import Server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -45,7 +46,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 
 @pytest.fixture
-def new_context(browser: Browser, server: Server, request: pytest.FixtureRequest) -> Iterator[Callable[..., BrowserContext]]:
+def new_context(
+    browser: Browser, server: Server, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., BrowserContext]]:
     """`new_context(width=, height=)`: a browser context of its own (its own cookies) on the
     server; closed after the test, once each of its pages is saved as a screenshot if the test
     failed."""

@@ -156,9 +156,7 @@ def test_retry_on_a_failed_job_opens_the_new_job(signed_in, client_as, workers, 
     expect(page.get_by_role("button", name="Retry job")).to_have_count(0)  # retried once: its retry is linked
 
 
-def test_an_operator_sees_every_tenant_the_stack_and_may_cancel_but_not_retry(
-    signed_in, client_as, workers, tenants
-):
+def test_an_operator_sees_every_tenant_the_stack_and_may_cancel_but_not_retry(signed_in, client_as, workers, tenants):
     workers()
     failed = send(client_as(tenants.globex.members[0]), args={"should_fail": True})
     waiting = send(client_as(tenants.acme.members[0]), delay_ms=600_000)
@@ -176,9 +174,7 @@ def test_an_operator_sees_every_tenant_the_stack_and_may_cancel_but_not_retry(
     expect(page.locator("#job-timeline tr", has_text="cancelled").last).to_contain_text("operator ops")
 
 
-def test_the_workers_page_shows_each_process_and_its_jobs_to_operators_only(
-    signed_in, client_as, workers, tenants
-):
+def test_the_workers_page_shows_each_process_and_its_jobs_to_operators_only(signed_in, client_as, workers, tenants):
     workers()
     job_id = send(client_as(tenants.acme.members[0]), args={"delay_ms": 600_000, "check_cancellation": True})
     holder = wait_for(lambda: job_row(job_id)["worker_process"], what="the job to start", timeout=30)
@@ -199,7 +195,9 @@ def test_the_workers_page_shows_each_process_and_its_jobs_to_operators_only(
 
 def test_the_jobs_page_filters_counts_and_pages_by_keyset(signed_in, client_as, tenants):
     alice = client_as(tenants.acme.members[0])
-    response = alice.post("/api/jobs", json={"type": "test_job", "jobs": [{"delay_ms": n} for n in range(55)], "delay_ms": 600_000})
+    response = alice.post(
+        "/api/jobs", json={"type": "test_job", "jobs": [{"delay_ms": n} for n in range(55)], "delay_ms": 600_000}
+    )
     assert response.status_code == 201, response.text
     ids = response.json()["job_ids"]
     page = signed_in(tenants.acme.admin)

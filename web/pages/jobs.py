@@ -7,6 +7,7 @@ to it with the session's CSRF token. A job the caller may not see is a 404 page.
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
