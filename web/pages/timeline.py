@@ -11,6 +11,11 @@ from db.excerpt import clipped
 
 #: A detail's value shown at most this long (a reason or a message is bounded where it is stored).
 MAX_VALUE = 300
+#: Events that a worker process writes about its own execution (the others: a user, an operator, a
+#: reaper's recovery or a send).
+WORKER_EVENTS = frozenset(
+    {"started", "completed", "failed", "retrying", "execution_stopped", "lease_expired", "delivery_skipped"}
+)
 
 
 @dataclass(frozen=True)
@@ -23,13 +28,18 @@ class Detail:
 
 
 def who(event: dict[str, Any], emails: dict[str, str]) -> str:
-    """Who acted: a user (by email), an operator (by name), or the system (the workers, a reaper)."""
+    """Who acted: a user (by email), an operator (by name), the worker that ran the job, or the
+    system (a reaper's recovery, a refused write)."""
     actor = event.get("actor_user_id")
     if actor is not None:
         return emails.get(str(actor), f"user {str(actor)[:8]}")
     details = event.get("details") or {}
     if isinstance(details, dict) and details.get("operator"):
         return f"operator {details['operator']}"
+    name = event.get("event")
+    recovered = name == "worker_lost" or (name == "failed" and details.get("error_type") == "WorkerLost")
+    if not recovered and (event.get("worker_id") or name in WORKER_EVENTS):
+        return "worker"
     return "system"
 
 
