@@ -60,7 +60,7 @@ def middleware_stack(settings: Settings, abort_backend: EventBackend) -> list[Mi
         ArgumentValidation(),
         *faults,
         SendRecorder(send_deadline_s=settings.send_deadline_s),
-        StatusMiddleware(lease=lease, max_deliveries=settings.max_deliveries),
+        StatusMiddleware(lease=lease),
         TimeLimit(),
         ShutdownNotifications(),
         RunningAbortable(backend=abort_backend),
@@ -68,7 +68,6 @@ def middleware_stack(settings: Settings, abort_backend: EventBackend) -> list[Mi
         Maintenance(
             reap_s=settings.heartbeat_s,
             window_s=settings.recovery_window_s,
-            max_deliveries=settings.max_deliveries,
             reconcile_s=settings.reconcile_s,
         ),
         LeaseKeeper(lease, heartbeat_s=settings.heartbeat_s, may_act_as_users=bool(settings.worker_may_act_as_users)),

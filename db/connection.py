@@ -17,6 +17,7 @@ import peewee
 import psycopg2
 import structlog
 
+from . import worker_token
 from .errors import DatabaseUnavailable, InvalidDatabaseUrl
 from .redact import mask_secrets
 
@@ -49,7 +50,13 @@ class _Database(peewee.PostgresqlDatabase):
         self.registry_lock = threading.Lock()
 
     def _connect(self) -> Any:
-        conn = super()._connect()
+        # Peewee's own, with this process's worker token among the options (db/worker_token.py):
+        # presented in the startup packet, so never in a statement's text. Built per connection,
+        # not kept in connect_params: a forked child presents its own.
+        params = dict(self.connect_params)
+        params["options"] = " ".join(filter(None, (params.get("options"), worker_token.startup_option())))
+        conn = self._adapter.connect(self, **params)
+        conn.autocommit = True
         with self.registry_lock:
             self._by_thread[threading.get_ident()] = conn
         return conn

@@ -1,4 +1,5 @@
-"""Passwords out of what is shown: URLs in log lines and error messages.
+"""Passwords out of what is shown: URLs in log lines and error messages (and a worker token, should
+an error ever quote a connection's options: db/worker_token.py).
 
 libpq and psycopg2 quote a connection string they can't use (`invalid dsn: missing "=" after
 "postgres//jobs:pw@db/jobs"`; a URL that is not one is taken for a database name, and the server
@@ -17,8 +18,11 @@ MASK = "***"
 # typed). The password stops where JSON or a quoted message would end it, so that masking a
 # rendered line can't swallow its structure.
 _URL_PASSWORD = re.compile(r"(//[^\s/:@\"']*:)[^@\s\"'\\]+(@)")
-# `password=...` in a key/value connection string (libpq's other form).
-_KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s\"']+)", re.IGNORECASE)
+# `password=...` in a key/value connection string (libpq's other form), and the worker token's
+# `-c jobs.worker_token=...` in its options.
+_KEYWORD_PASSWORD = re.compile(
+    r"(\b(?:password|jobs\.worker_token)\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s\"']+)", re.IGNORECASE
+)
 
 
 def mask_url(url: str) -> str:

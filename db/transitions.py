@@ -1,7 +1,7 @@
 """Every status write of a job: one named function each, one statement each.
 
 The guards, timestamps and events are in the SQL functions of the migrations (0003, 0004, 0005,
-0009); these functions only call them, make a job's own output storable (db.storable), and
+0009, 0016); these functions only call them, make a job's own output storable (db.storable), and
 translate their answers.
 """
 
@@ -32,8 +32,9 @@ KEY_TAKEN = "JB003"
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a transition found: 'applied', 'terminal', 'rejected', 'missing', or for a start
-    'no_lease' (the worker holds no live lease)."""
+    """What a transition found: 'applied', 'terminal', 'rejected', 'missing', 'forbidden' (the
+    session does not present the token of the worker it names: db/worker_token.py), or for a
+    start 'no_lease' (the worker holds no live lease)."""
 
     outcome: str
     previous: str | None
@@ -283,21 +284,20 @@ def _finish(
 
 
 def mark_lease_expired(
-    job_id: str, attempt: int, worker_id: str, *, ended_ms_ago: int | Age, max_lost: int, via: GroupCommit | None = None
+    job_id: str, attempt: int, worker_id: str, *, ended_ms_ago: int | Age, via: GroupCommit | None = None
 ) -> Outcome:
     """An attempt its worker stopped because its lease was running out: active -> retrying (to be
-    published again by the caller) or failed at the delivery limit, if the job is still that
-    attempt's; otherwise only the end of the execution is recorded."""
+    published again by the caller) or failed at the database's delivery limit, if the job is still
+    that attempt's; otherwise only the end of the execution is recorded."""
     return _outcome(
-        "SELECT * FROM job_lease_expired(%s::uuid, %s, %s, %s, %s)",
-        (job_id, attempt, worker_id, ended_ms_ago, max_lost),
-        via,
+        "SELECT * FROM job_lease_expired(%s::uuid, %s, %s, %s)", (job_id, attempt, worker_id, ended_ms_ago), via
     )
 
 
 def reschedule(job_id: str, delay_ms: int, options: dict[str, Any]) -> bool:
-    """Records when a waiting job becomes due, and its message's options as enqueued now; False
-    when it is no longer waiting."""
+    """Records when a waiting job becomes due, and its retry count as its message is enqueued now;
+    False when it is no longer waiting. The database bounds the delay and keeps every other option
+    as the job was sent (job_reschedule in 0016_worker_tokens.sql)."""
     row = database.execute_sql(
         "SELECT job_reschedule(%s::uuid, %s, %s::jsonb)", (job_id, delay_ms, json.dumps(options))
     ).fetchone()
@@ -398,30 +398,30 @@ class Reaped:
 
 def heartbeat(
     worker_process: str, hostname: str, pid: int, *, lease_ms: int, broker_id: str | None, timeout_ms: int = 0
-) -> None:
-    """Renews the process's lease: it holds its jobs until `lease_ms` from now, by the database's
-    clock. `timeout_ms`: the statement timeout of the calling thread's connection, set when it is
-    opened (a heartbeat stuck behind a slow server is worth less than the next one)."""
+) -> int:
+    """Renews the process's lease, on behalf of this process only (the first heartbeat of a worker
+    id records the worker token this process presents; db/worker_token.py). Returns the lease the
+    database gave, in milliseconds, from now by its clock: `lease_ms`, or less if that is more than
+    the server allows. `timeout_ms`: the statement timeout of the calling thread's connection, set
+    when it is opened (a heartbeat stuck behind a slow server is worth less than the next one)."""
     if timeout_ms and database.is_closed():
         database.connect()
         database.execute_sql("SELECT set_config('statement_timeout', %s, false)", (str(timeout_ms),))
-    database.execute_sql(
+    return database.execute_sql(
         "SELECT worker_heartbeat(%s, %s, %s, %s, %s)", (worker_process, hostname, pid, lease_ms, broker_id)
-    )
+    ).fetchone()[0]
 
 
 def worker_stopped(worker_process: str, *, release: bool) -> None:
     """Records that the process stopped; `release`: none of its threads runs a job any more, so its
-    lease ends now (otherwise it runs out)."""
+    lease ends now (otherwise it runs out). Only the process itself may say so."""
     database.execute_sql("SELECT worker_stopped(%s, %s)", (worker_process, release))
 
 
-def reap(window_ms: int, max_lost_deliveries: int, *, expired_by: datetime | None = None) -> list[Reaped]:
-    """Takes back the active jobs of workers whose lease ran out (by `expired_by`, if given): see
-    job_reap in 0009_leases.sql."""
-    rows = database.execute_sql(
-        "SELECT * FROM job_reap(%s, %s, %s)", (window_ms, max_lost_deliveries, expired_by)
-    ).fetchall()
+def reap(*, expired_by: datetime | None = None) -> list[Reaped]:
+    """Takes back the active jobs of workers whose lease ran out (by `expired_by`, if given), with
+    the database's window and delivery limit: see job_reap in 0016_worker_tokens.sql."""
+    rows = database.execute_sql("SELECT * FROM job_reap(%s)", (expired_by,)).fetchall()
     return [
         Reaped(str(job_id), job_type, queue, str(user_id), course_id and str(course_id), args, kwargs, options, outcome)
         for job_id, job_type, queue, user_id, course_id, args, kwargs, options, outcome in rows

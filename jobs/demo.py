@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import db
+from db import worker_limits
 from middleware.settings import Settings
 
 from .cli.common import one_line
@@ -57,6 +58,7 @@ def planned_jobs(tenants: dict[str, Any]) -> list[Planned]:
 
 def run_demo(settings: Settings, *, processes: int, threads: int, timeout: float) -> int:
     db.migrate(settings.admin_database_url)
+    worker_limits.record(settings.admin_database_url, settings.worker_limits())
     import actors  # noqa: F401 - configures the database and the broker from the same settings
     from db.fixtures import seed
 

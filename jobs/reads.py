@@ -19,7 +19,8 @@ from .errors import JobNotFound
 
 # The system's, not the tenant's: stacks name the server's files, workers its hosts and pids.
 OPERATORS_ONLY = frozenset({"error_stack", "worker_id", "worker_process"})
-OPERATORS_ONLY_DETAILS = frozenset({"lost_worker"})
+# (claimed_worker: the worker a refused call named without its token, 0016_worker_tokens.sql.)
+OPERATORS_ONLY_DETAILS = frozenset({"lost_worker", "claimed_worker"})
 
 
 # The system's own errors name the worker they lost (host:pid): a tenant reads what happened.

@@ -28,7 +28,10 @@ class LeaseKeeper(Middleware):
     Guarantees:
       * A heartbeat thread of its own renews the lease every `heartbeat_s`, from the moment the
         worker boots; a failed heartbeat (the database unreachable, anything) is logged and tried
-        again at the next beat, for as long as the worker runs.
+        again at the next beat, for as long as the worker runs. The first one records this
+        process's worker token (db/worker_token.py), without which the database lets no session
+        act as this worker. The lease counted is the one the database gave (at most what `jobctl
+        migrate` recorded; a shorter one than asked is logged, as `lease_shortened`).
       * A job runs only while the lease is live: its thread is watched from its last before-hook
         to its first after-hook, and once the lease is no longer live a watchdog raises
         LeaseExpired into it; if a job still runs at `Lease.kill_at`, the process exits with
@@ -119,6 +122,7 @@ class LeaseKeeper(Middleware):
         host, pid, lease_ms = socket.gethostname(), os.getpid(), int(self.lease.window_s * 1000)
         timeout_ms = max(1000, int(self.heartbeat_s * 1000))
         failures, held, checked = 0, False, self.may_act_as_users
+        given_before = lease_ms
         try:
             while not self._stop_beating.is_set():
                 sent_at = clock()
@@ -135,16 +139,23 @@ class LeaseKeeper(Middleware):
                             self._stop_beating.wait(self.heartbeat_s)
                             continue
                         checked = True
-                    transitions.heartbeat(
-                        process_id(), host, pid, lease_ms=lease_ms, broker_id=broker_id, timeout_ms=timeout_ms
+                    # int(): a database not migrated to 0016 answers None, a failed heartbeat
+                    # like any other, not an error outside this try that would end the thread.
+                    given_ms = int(
+                        transitions.heartbeat(
+                            process_id(), host, pid, lease_ms=lease_ms, broker_id=broker_id, timeout_ms=timeout_ms
+                        )
                     )
                 except Exception as error:  # noqa: BLE001 - the heartbeat must outlive any failure
                     close_quietly()  # a connection broken by the error stays broken until closed
                     failures += 1
                     log.warning("heartbeat_failed", worker=process_id(), failures=failures, error=str(error).strip())
                 else:
+                    if given_ms != given_before:
+                        self._say_lease_given(lease_ms, given_ms)
+                        given_before = given_ms
                     lapsed = not self.lease.live()
-                    self.lease.renewed(sent_at)
+                    self.lease.renewed(sent_at, given_ms / 1000)
                     if lapsed:
                         event = "lease_renewed" if held else "lease_acquired"
                         log.info(event, worker=process_id(), broker_id=broker_id, after_failures=failures)
@@ -152,3 +163,16 @@ class LeaseKeeper(Middleware):
                 self._stop_beating.wait(max(0.0, sent_at + self.heartbeat_s - clock()))
         finally:
             close_quietly()
+
+    def _say_lease_given(self, asked_ms: int, given_ms: int) -> None:
+        """The database gives less than this worker asks for (JOBS_RECOVERY_WINDOW_S above what
+        `jobctl migrate` recorded): the worker counts what it was given, and says so when that
+        changes; an error when it leaves too little to run jobs under."""
+        usable = given_ms / 1000 - self.lease.margin_s > 2 * self.heartbeat_s
+        (log.warning if usable else log.error)(
+            "lease_shortened" if given_ms < asked_ms else "lease_given",
+            worker=process_id(),
+            asked_ms=asked_ms,
+            given_ms=given_ms,
+            **({} if usable else {"why": "the lease given, minus JOBS_LEASE_MARGIN_S, is under 2 heartbeats"}),
+        )

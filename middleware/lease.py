@@ -1,9 +1,10 @@
 """A worker process's lease on its jobs: renewed by heartbeats, and never outlived by a job.
 
 The database gives a worker process its lease, `window_s` from each recorded heartbeat by the
-database's own clock, and the reaper takes back the process's jobs only once it has run out
-(db/migrations/0009_leases.sql). The process counts from the moment it *sent* the last
-heartbeat it saw committed, by its own clock (CLOCK_BOOTTIME, which also counts time spent
+database's own clock (or less: the heartbeat says what it gave, up to the server's longest
+lease), and the reaper takes back the process's jobs only once it has run out
+(db/migrations/0009_leases.sql, 0016_worker_tokens.sql). The process counts the lease it was
+given from the moment it *sent* the last heartbeat it saw committed, by its own clock (CLOCK_BOOTTIME, which also counts time spent
 suspended): that moment is never later than the one the database recorded, so the process's
 view of its lease always ends first. It stops its running jobs `margin_s` before that end: an
 exception raised into each job's thread, and the thread's database connection ended, so that a
@@ -56,7 +57,7 @@ class Lease:
     threads that run jobs under it.
 
     Parameters:
-      window_s(float): the lease the database gives from each recorded heartbeat.
+      window_s(float): the lease asked for at each heartbeat.
       margin_s(float): running jobs are stopped this long before the lease ends.
     """
 
@@ -66,25 +67,36 @@ class Lease:
         # Notified whenever the lease is renewed or closed, and when a job is watched.
         self._changed = threading.Condition(threading.RLock())
         self._sent_at = -math.inf
+        # When the lease ends, by this process's count: the latest end of a renewal's lease, the
+        # moment it was sent plus the lease it was given (the database may give less than
+        # window_s, and never moves a lease's end earlier: 0016_worker_tokens.sql).
+        self._ends_at = -math.inf
         self._closed = False
         #: thread id -> [job id, whether LeaseExpired was raised into it]
         self._watched: dict[int, list[Any]] = {}
         self._armed = False
 
-    def renewed(self, sent_at: float) -> None:
-        """A heartbeat sent at `sent_at` (clock()) was committed."""
+    def renewed(self, sent_at: float, given_s: float | None = None) -> None:
+        """A heartbeat sent at `sent_at` (clock()) was committed, and gave a lease of `given_s`
+        (window_s if not said)."""
         with self._changed:
             self._sent_at = max(self._sent_at, sent_at)
+            self._ends_at = max(self._ends_at, sent_at + (self.window_s if given_s is None else given_s))
             self._backstop()
             self._changed.notify_all()
 
+    def ends_at(self) -> float:
+        """When the lease ends by this process's count, on clock()'s scale (never after the
+        database's end)."""
+        return self._ends_at
+
     def stop_at(self) -> float:
         """When running jobs must be stopped, on clock()'s scale."""
-        return self._sent_at + self.window_s - self.margin_s
+        return self._ends_at - self.margin_s
 
     def kill_at(self) -> float:
         """When the process must end, if a job has not stopped."""
-        return self._sent_at + self.window_s - self.margin_s / 2
+        return self._ends_at - self.margin_s / 2
 
     def live(self) -> bool:
         return clock() < self.stop_at()
@@ -120,7 +132,7 @@ class Lease:
         with self._changed:
             self._closed = False
             if not self._watched:
-                self._sent_at = -math.inf
+                self._sent_at = self._ends_at = -math.inf
 
     def watch(self, job_id: str) -> None:
         """The calling thread runs `job_id` from now on; raises LeaseExpired if the lease is not live."""
@@ -182,7 +194,7 @@ class Lease:
                         worker=process_id(),
                         why="a job did not stop before its lease could run out",
                         job_ids=[watched[0] for watched in self._watched.values()],
-                        lease_left_s=round(self._sent_at + self.window_s - now, 3),
+                        lease_left_s=round(self._ends_at - now, 3),
                     )
                     os._exit(EXIT_LEASE_LOST)
                 else:
@@ -195,7 +207,7 @@ class Lease:
         so it is done on renewals and on the first job, not on every job."""
         if self._watched:
             if self.live():  # a lapsed lease keeps the deadline it had
-                deadline = self._sent_at + self.window_s - self.margin_s / 4
+                deadline = self._ends_at - self.margin_s / 4
                 faulthandler.dump_traceback_later(max(0.001, deadline - clock()), exit=True, file=sys.__stderr__)
                 self._armed = True
         elif self._armed:

@@ -32,15 +32,14 @@ class Maintenance(Middleware):
 
     Parameters:
       reap_s(float): how often to look for the jobs of lost workers.
-      window_s(float): how long the jobs of a worker never recorded are presumed held.
-      max_deliveries(int): deliveries a job may lose with its worker before it fails.
+      window_s(float): how long the Redis consumer of a worker never recorded is presumed to
+        hold its messages.
       reconcile_s(float): how often to look for waiting jobs missing from the broker (Redis only).
     """
 
-    def __init__(self, *, reap_s: float, window_s: float, max_deliveries: int, reconcile_s: float) -> None:
+    def __init__(self, *, reap_s: float, window_s: float, reconcile_s: float) -> None:
         self.reap_s = reap_s
         self.window_s = window_s
-        self.max_deliveries = max_deliveries
         self.reconcile_s = reconcile_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -62,9 +61,7 @@ class Maintenance(Middleware):
             (
                 "reap",
                 self.reap_s,
-                lambda: recover_lost_jobs(
-                    broker, window_s=self.window_s, max_deliveries=self.max_deliveries, unleased=unleased
-                ),
+                lambda: recover_lost_jobs(broker, window_s=self.window_s, unleased=unleased),
             )
         ]
         if isinstance(broker, RedisBroker):

@@ -21,13 +21,15 @@ _FORGET_S = 3600.0
 
 
 def recover_lost_jobs(
-    broker: Broker, *, window_s: float, max_deliveries: int, unleased: dict[str, float] | None = None
+    broker: Broker, *, window_s: float, unleased: dict[str, float] | None = None
 ) -> list[transitions.Reaped]:
     """One pass of the reaper; returns the jobs taken back.
 
     1. In PostgreSQL, every `active` job whose worker's lease has run out goes back to
-       `retrying`, or ends `failed` once it has lost `max_deliveries` deliveries (job_reap:
-       the database's clock judges, and a worker stops its own jobs before its lease runs out).
+       `retrying`, or ends `failed` once it has lost as many deliveries as the database allows
+       (job_reap: the database's clock and limits judge, and a worker stops its own jobs before
+       its lease runs out). An active job whose worker has no row at all is taken once it has
+       not been updated for the database's longest lease.
     2. On Redis, every message that a consumer without a live lease had taken and not
        acknowledged, running or only prefetched, goes back to its queue (unacked.py): a
        consumer whose worker's lease ran out at once; one whose worker never recorded a lease
@@ -37,7 +39,6 @@ def recover_lost_jobs(
        options it was sent with; one that can't be (Redis unreachable) is left to reconcile,
        and the pass raises Redis' error once the rows are taken back.
 
-    `window_s` also judges the jobs of a worker that never recorded a heartbeat.
     """
     # The consumers first, then the rows: a lease that had run out when the consumers were
     # judged has run out when the rows are, so no message goes back to its queue while its
@@ -55,7 +56,7 @@ def recover_lost_jobs(
             unreachable = error
     # Only leases that had run out when the consumers were judged: a lease that runs out in
     # between waits for the next pass, where its consumer and its rows are taken back together.
-    reaped = transitions.reap(int(window_s * 1000), max_deliveries, expired_by=judged_at)
+    reaped = transitions.reap(expired_by=judged_at)
     moved: set[str] = set()
     if lost:
         assert isinstance(broker, RedisBroker)

@@ -14,6 +14,7 @@ from db.connection import Limits
 from db.errors import JobError
 from db.redact import mask_url
 from db.storable import StorageLimits
+from db.worker_limits import WorkerLimits
 
 
 class ConfigurationError(JobError):
@@ -45,14 +46,16 @@ class Settings:
     #: JOBS_HEARTBEAT_S: how often a worker process renews its lease and looks for lost jobs.
     heartbeat_s: float = 5.0
     #: JOBS_RECOVERY_WINDOW_S: a worker's lease: it holds its jobs for this long after its last
-    #: recorded heartbeat (database clock); then they are taken back.
+    #: recorded heartbeat (database clock); then they are taken back. What a worker asks for; the
+    #: database gives at most what `jobctl migrate` recorded from its own (worker_limits()).
     recovery_window_s: float = 30.0
     #: JOBS_LEASE_MARGIN_S: a worker that could not renew its lease stops its jobs this long
     #: before the lease runs out (by its own clock), and exits if one does not stop within half of
     #: it (so half of it should exceed JOBS_DB_CONNECT_TIMEOUT_S: a job opening a connection
     #: can't be interrupted).
     lease_margin_s: float = 10.0
-    #: JOBS_MAX_DELIVERIES: deliveries a job may lose with its worker before it fails.
+    #: JOBS_MAX_DELIVERIES: deliveries a job may lose with its worker before it fails (the
+    #: database's rule, recorded by `jobctl migrate`: worker_limits()).
     max_deliveries: int = 3
     #: JOBS_RECONCILE_S: how often a worker looks for waiting jobs whose messages Redis lost.
     reconcile_s: float = 60.0
@@ -140,6 +143,15 @@ class Settings:
             lock_timeout_ms=self.db_lock_timeout_ms,
             idle_in_transaction_timeout_ms=self.db_idle_in_transaction_timeout_ms,
             keepalive_s=self.db_keepalive_s,
+        )
+
+    def worker_limits(self) -> WorkerLimits:
+        """What `jobctl migrate` records for the database to decide the workers' calls by, whatever
+        they ask: the longest lease, the delivery limit, the longest reschedule."""
+        return WorkerLimits(
+            max_lease_ms=int(self.recovery_window_s * 1000),
+            max_deliveries=self.max_deliveries,
+            max_delay_ms=self.max_delay_ms,
         )
 
     def storage_limits(self) -> StorageLimits:

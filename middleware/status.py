@@ -55,7 +55,8 @@ class StatusMiddleware(Middleware):
         the database is tried until it can; a job's output the database can't store is made
         storable (db.storable); a write the database refuses for good records `failed`, with why.
       * An attempt stopped because the lease was running out goes back to `retrying` and is
-        published again (or ends `failed` at the delivery limit), unless the reaper took it first.
+        published again (or ends `failed` at the database's delivery limit), unless the reaper
+        took it first.
       * A transition the database refuses is recorded as an event and never applied; a refused
         end records when its execution really ended.
 
@@ -64,14 +65,12 @@ class StatusMiddleware(Middleware):
 
     Parameters:
       lease(Lease): this worker process's lease.
-      max_deliveries(int): deliveries a job may lose before it fails (a lease's expiry is one).
       group_commit(bool): commit the writes of the worker's threads together (db.group_commit);
         each hook still returns only once its own write is committed.
     """
 
-    def __init__(self, *, lease: Lease, max_deliveries: int = 3, group_commit: bool = True) -> None:
+    def __init__(self, *, lease: Lease, group_commit: bool = True) -> None:
         self.lease = lease
-        self.max_deliveries = max_deliveries
         self.commits = GroupCommit() if group_commit else None
 
     def before_process_message(self, broker: Broker, message: Message) -> None:
@@ -213,7 +212,7 @@ class StatusMiddleware(Middleware):
             ended,
             "retrying",
             lambda via: transitions.mark_lease_expired(
-                job_id, attempt, me, ended_ms_ago=transitions.Age(ended, clock), max_lost=self.max_deliveries, via=via
+                job_id, attempt, me, ended_ms_ago=transitions.Age(ended, clock), via=via
             ),
             event="job_lease_expired",
         )

@@ -78,6 +78,7 @@ from polling import wait_until  # noqa: E402
 
 import actors  # noqa: E402 - configures the database and the broker from the environment above
 import db  # noqa: E402
+from db import worker_limits  # noqa: E402
 from db.connection import database  # noqa: E402
 from db.fixtures import seed  # noqa: E402
 from jobs import service  # noqa: E402
@@ -360,6 +361,7 @@ def main() -> int:
     log = tempfile.NamedTemporaryFile("w", prefix="bench-sender-", suffix=".log", delete=False)
     configure_logging("json", os.environ["JOBS_LOG_LEVEL"], stream=log)
     db.migrate(os.environ["ADMIN_DATABASE_URL"])
+    worker_limits.record(os.environ["ADMIN_DATABASE_URL"], Settings.from_env().worker_limits())
     if args.mode == "scale":
         from bench_scale import run_scale
 

@@ -21,6 +21,9 @@ from db.connection import database
 from db.fixtures import seed
 from db.group_commit import GroupCommit
 
+#: The worker process the writes stand for: this one, as middleware.identity names a worker.
+WORKER = f"ceiling:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
 BATCH = 100
 
 
@@ -45,8 +48,10 @@ def enqueue_one(job_id: str, user: str) -> None:
 def run_once(jobs: int, threads: int, user: str, grouped: bool) -> tuple[float, float]:
     ids = [str(uuid.uuid4()) for _ in range(jobs)]
     commits = GroupCommit() if grouped else None
-    # The writes stand for a worker process's: it starts jobs only under a live lease.
-    transitions.heartbeat("ceiling", "bench", 0, lease_ms=3_600_000, broker_id=None)
+    # The writes stand for a worker process's: it starts jobs only under a live lease, which the
+    # database gives up to its longest (30 s unless configured: a run lasts seconds), and under an
+    # id of its own (the first heartbeat binds an id to this process's worker token).
+    transitions.heartbeat(WORKER, "bench", os.getpid(), lease_ms=3_600_000, broker_id=None)
     # As in the system, jobs are sent while others run: the sender's batches and the workers'
     # writes compete; a worker takes a job once its pending row is committed.
     recorded = threading.Condition()
@@ -75,8 +80,8 @@ def run_once(jobs: int, threads: int, user: str, grouped: bool) -> tuple[float, 
                         recorded.wait_for(lambda i=index: i < committed)
                 else:
                     enqueue_one(job_id, user)
-                transitions.mark_active(job_id, "ceiling/1", via=commits)
-                transitions.mark_completed(job_id, 1, "ceiling/1", None, via=commits)
+                transitions.mark_active(job_id, f"{WORKER}/1", via=commits)
+                transitions.mark_completed(job_id, 1, f"{WORKER}/1", None, via=commits)
         finally:
             database.close()
 

@@ -42,12 +42,14 @@ import redis  # noqa: E402
 
 import actors  # noqa: E402 - configures the database and the broker from the environment above
 import db  # noqa: E402
+from db import worker_limits  # noqa: E402
 from db.audit import broken_rows, out_of_order_events, overlapping_executions  # noqa: E402
 from db.connection import database  # noqa: E402
 from db.fixtures import seed  # noqa: E402
 from jobs import service  # noqa: E402
 from jobs.errors import JobAlreadyFinished  # noqa: E402
 from middleware.log_format import configure_logging  # noqa: E402
+from middleware.settings import Settings  # noqa: E402
 from tests.support.proxy import Proxy  # noqa: E402
 
 LEASE_S = 3.0
@@ -198,7 +200,11 @@ def main() -> int:
     started = time.monotonic()
     deadline = started + args.time_limit
 
+    # The database decides the workers' lease and delivery limit: from their configuration.
     db.migrate(actors.settings.admin_database_url)
+    worker_limits.record(
+        actors.settings.admin_database_url, Settings.from_env({**os.environ, **WORKER_ENV}).worker_limits()
+    )
     org = seed(actors.settings.admin_database_url)["organizations"][0]
     owner, course = org["users"][1]["id"], org["courses"][0]["id"]
     actors.broker.flush_all()

@@ -75,7 +75,7 @@ def database(settings):
     admin.autocommit = True
     with admin.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    db.migrate(settings.admin_database_url)
+    db.migrate(settings.admin_database_url)  # and the workers' limits: each test records them (tenants)
     db.configure(settings.database_url, settings.db_limits())
     yield db.database
     db.database.close()
@@ -159,13 +159,16 @@ class Org:
 
 @pytest.fixture(autouse=True)
 def tenants(settings, admin_db) -> SimpleNamespace:
-    """A clean database holding the seed's two organizations."""
+    """A clean database holding the seed's two organizations, and the configured limits of the
+    workers' calls (a test may change them: tests.helpers.worker_limits)."""
+    from db import worker_limits
     from db.fixtures import seed
 
     with admin_db.cursor() as cursor:
         cursor.execute(
             "TRUNCATE job_events, job_status, workers, course_modules, courses, users, organizations RESTART IDENTITY CASCADE"
         )
+        worker_limits.write(cursor, settings.worker_limits())
     orgs = []
     for org in seed(settings.admin_database_url)["organizations"]:
         users = org["users"]

@@ -33,9 +33,23 @@ def wait_for(condition: Callable[[], T], *, what: str, timeout: float = 15.0, in
 
 def alive(*workers: str, lease_s: float = 600) -> None:
     """Gives the processes of these worker ids (host:pid:boot/thread, or just the process part)
-    a live lease, as their heartbeat would: the database starts no job for a worker without one."""
+    a live lease, as their heartbeat would: the database starts no job for a worker without one.
+    They are this process's (its worker token, db/worker_token.py), and their lease is at most
+    the database's longest (the suite's JOBS_RECOVERY_WINDOW_S, 30 s)."""
     for worker in workers:
         transitions.heartbeat(worker.split("/")[0], "test", 0, lease_ms=int(lease_s * 1000), broker_id=None)
+
+
+def worker_limits(
+    *, max_lease_ms: int | None = None, max_deliveries: int | None = None, max_delay_ms: int | None = None
+) -> None:
+    """Changes what the database decides for the workers' calls (db.worker_limits), as `jobctl
+    migrate` would from its configuration; each test starts with the configured ones."""
+    as_admin(
+        "UPDATE worker_limits SET max_lease_ms = coalesce(%s, max_lease_ms),"
+        " max_deliveries = coalesce(%s, max_deliveries), max_delay_ms = coalesce(%s, max_delay_ms)",
+        (max_lease_ms, max_deliveries, max_delay_ms),
+    )
 
 
 def as_admin(sql: str, params: tuple = ()) -> list[tuple]:

@@ -47,9 +47,18 @@ def exec_worker(dramatiq_args: list[str]) -> None:
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     import db
+    from db import worker_limits
 
     applied = db.migrate(settings.admin_database_url)
     print("applied: " + ", ".join(applied) if applied else "the schema is up to date")
+    # The database's rules for the workers' calls come from this configuration: said when they
+    # change (running migrate again with another configuration changes them).
+    limits = settings.worker_limits()
+    if worker_limits.record(settings.admin_database_url, limits):
+        print(
+            f"workers: leases of at most {limits.max_lease_ms / 1000:g} s, at most {limits.max_deliveries}"
+            f" deliveries lost, reschedules of at most {limits.max_delay_ms / 1000:g} s (worker_limits)"
+        )
     return 0
 
 
@@ -80,7 +89,7 @@ def _reap(args: argparse.Namespace, settings: Settings) -> int:
     from actors import broker
     from middleware.reaper import recover_lost_jobs
 
-    reaped = recover_lost_jobs(broker, window_s=settings.recovery_window_s, max_deliveries=settings.max_deliveries)
+    reaped = recover_lost_jobs(broker, window_s=settings.recovery_window_s)
     if args.json:
         print_json([job.__dict__ for job in reaped])
     else:

@@ -3,9 +3,12 @@ level, no password; on a terminal, the console format."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pty
+import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -14,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from db.connection import database
 from jobs import service
 from tests.acceptance.conftest import DRAMATIQ, JOBS_WORKER, LEASE, QUICK_STOP
 from tests.helpers import all_terminal, events, job_row, statuses, wait_for
@@ -89,6 +93,33 @@ def test_a_json_log_is_all_json_with_one_line_per_outcome_and_no_password(worker
     assert all(isinstance(line["duration_ms"], int) for line in ends)
     (stopped,) = [line for line in ends if line["job_id"] == cancelled]
     assert (stopped["event"], stopped["level"], stopped["duration_ms"] > 0) == ("job_cancelled", "info", True)
+
+
+def test_a_worker_logs_no_worker_token_even_at_debug(workers, tenants):
+    """Every connection of a worker process presents its secret token (db/worker_token.py); no
+    line of its log holds it, DEBUG included. The test can't know the token: it looks for any 43
+    characters of the log (token_urlsafe(32)) whose sha256 is the one the worker's heartbeat
+    recorded."""
+    process = workers(env={"JOBS_LOG_LEVEL": "DEBUG"}, command=JOBS_WORKER)
+    owner = tenants.acme.members[0]
+    job_ids = [service.send_job("test_job", user_id=owner, args=args) for args in ({}, {"should_fail": True})]
+    wait_for(all_terminal(job_ids), what="the jobs to end", timeout=30)
+    worker = job_row(job_ids[0])["worker_process"]
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+
+    (kept,) = database.execute_sql("SELECT token_hash FROM workers WHERE worker_id = %s", (worker,)).fetchone()
+    text = process.log_path.read_text()
+    assert '"level": "debug"' in text
+    assert kept is not None and not holds_token(text, bytes(kept))
+    decoy = secrets.token_urlsafe(32)
+    assert holds_token(f'{text}{{"error": "x={decoy}"}}', hashlib.sha256(decoy.encode()).digest()), "it would be seen"
+
+
+def holds_token(text: str, digest: bytes) -> bool:
+    """Whether 43 characters of `text` that could be a token (URL-safe base64) hash to `digest`."""
+    words = re.findall(r"[A-Za-z0-9_-]{43,}", text)
+    return any(hashlib.sha256(w[n : n + 43].encode()).digest() == digest for w in words for n in range(len(w) - 42))
 
 
 @pytest.mark.parametrize("command", [DRAMATIQ, JOBS_WORKER], ids=["dramatiq", "jobs.worker"])

@@ -9,7 +9,7 @@ from db.connection import database
 from jobs import service
 from middleware.reaper import recover_lost_jobs
 from tests.acceptance.conftest import HEARTBEAT_S, WINDOW_S, holder_pid, worker_row
-from tests.helpers import events, job_row, wait_for
+from tests.helpers import events, job_row, wait_for, worker_limits
 
 # A pass of the reaper may come late on a loaded machine; without leases it came minutes late.
 SLACK_S = 2.0
@@ -43,13 +43,14 @@ def test_job_that_kills_its_worker_every_time_fails_after_the_delivery_limit(
     workers, tenants, redis_broker, monkeypatch
 ):
     monkeypatch.setenv("JOBS_ALLOW_FAULT_INJECTION", "1")
+    worker_limits(max_deliveries=2)  # the database's rule, as `jobctl migrate` records it
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0], args={"kill_worker": True})
     for delivery in (1, 2):
-        process = workers(env={"JOBS_MAX_DELIVERIES": "2"})
+        process = workers()
         assert process.wait(timeout=30) != 0, f"delivery {delivery} killed its worker"
     # The second worker died too: nobody is left to reap, so do it here, as `jobctl reap` would.
     wait_for(
-        lambda: recover_lost_jobs(redis_broker, window_s=WINDOW_S, max_deliveries=2),
+        lambda: recover_lost_jobs(redis_broker, window_s=WINDOW_S),
         what="the job of the dead workers to be reaped",
         timeout=10,
     )

@@ -234,14 +234,15 @@ def test_the_service_refuses_an_empty_identity(tenants, stub_broker, nobody):
 
 def test_a_lost_worker_is_not_named_to_a_tenant(tenants, stub_broker):
     from db.connection import database
-    from tests.helpers import expire_lease
+    from tests.helpers import expire_lease, worker_limits
 
     owner = tenants.acme.members[0]
     job_id = service.send_job("test_job", user_id=owner)
     alive("secret-host:4242:boot/1")
     assert transitions.mark_active(job_id, "secret-host:4242:boot/1").applied
     expire_lease("secret-host:4242:boot/1")
-    database.execute_sql("SELECT * FROM job_reap(0, 1, NULL)").fetchall()  # its only delivery: WorkerLost
+    worker_limits(max_deliveries=1)  # its only delivery: WorkerLost
+    database.execute_sql("SELECT * FROM job_reap(NULL)").fetchall()
 
     job, history = service.show_job(job_id, as_user=owner)
     assert job["error_type"] == "WorkerLost" and "secret-host" not in json.dumps([job, history], default=str)

@@ -98,15 +98,16 @@ def test_the_workers_role_writes_only_through_the_lifecycle_functions(stub_broke
     assert job_row(job_id)["status"] == "pending"
 
 
-def test_a_worker_cannot_stop_a_job_it_does_not_hold(stub_broker, tenants, as_worker):
+def test_a_worker_cannot_stop_a_job_it_does_not_hold(stub_broker, tenants, worker_session):
+    from db import transitions
     from tests.helpers import alive, events
 
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
     alive("host-a:1:boot/1")
-    from db import transitions
-
     assert transitions.mark_active(job_id, "host-a:1:boot/1").applied
-    with as_worker.cursor() as cursor:
+    # Another worker process, as itself (its own token): the job is not its own.
+    with worker_session().cursor() as cursor:
+        cursor.execute("SELECT worker_heartbeat('host-b:2:boot', 'host-b', 2, 30000, NULL)")
         cursor.execute("SELECT outcome FROM job_stop(%s, 1, 'host-b:2:boot/1', 'abort', 0)", (job_id,))
         assert cursor.fetchone() == ("rejected",)
     assert job_row(job_id)["status"] == "active", "it runs on, as its own worker's"
@@ -139,9 +140,9 @@ WORKER_FUNCTIONS = {
     "course_lock(uuid)",
     "course_mark_initialized(uuid)",
     "job_finish(uuid,integer,text,text,jsonb,text,text,text,integer)",
-    "job_lease_expired(uuid,integer,text,integer,integer)",
+    "job_lease_expired(uuid,integer,text,integer)",
     "job_progress(uuid,integer,integer,text)",
-    "job_reap(bigint,integer,timestamp with time zone)",
+    "job_reap(timestamp with time zone)",
     "job_reschedule(uuid,bigint,jsonb)",
     "job_start(uuid,text)",
     "job_stop(uuid,integer,text,text,integer)",

@@ -171,3 +171,13 @@ def test_a_worker_idle_when_its_lease_lapses_lives_on():
     )
     assert ended.returncode == 0, output
     assert "alive after the lease" in output
+
+
+def test_the_lease_counted_is_the_one_given_and_its_end_never_moves_earlier():
+    lease = Lease(window_s=30.0, margin_s=10.0)
+    lease.renewed(100.0, given_s=20.0)  # the database gave less than was asked
+    assert (lease.ends_at(), lease.stop_at(), lease.kill_at()) == (120.0, 110.0, 115.0)
+    lease.renewed(101.0, given_s=5.0)  # nor does the database move a lease's end earlier
+    assert lease.ends_at() == 120.0
+    lease.renewed(120.0)  # what was asked, when the heartbeat does not say
+    assert lease.ends_at() == 150.0

@@ -11,7 +11,7 @@ from jobs import service
 from middleware.reaper import recover_lost_jobs
 from middleware.settings import ConfigurationError, Settings
 from tests.conftest import UNREACHABLE_URL, running
-from tests.helpers import alive, events, expire_lease, job_row, wait_for
+from tests.helpers import alive, events, expire_lease, job_row, wait_for, worker_limits
 
 
 def start(job_id: str, worker: str) -> None:
@@ -24,10 +24,10 @@ def test_job_of_a_worker_whose_lease_ran_out_is_recovered_and_completes(stub_bro
     # Take the message from the queue, as the lost worker had, and leave its job active.
     stub_broker.flush("default")
     start(job_id, "ghost:1:dead/Thread-1")
-    assert recover_lost_jobs(stub_broker, window_s=0, max_deliveries=3) == [], "its lease still runs"
+    assert recover_lost_jobs(stub_broker, window_s=0) == [], "its lease still runs"
 
     expire_lease("ghost:1:dead")
-    reaped = recover_lost_jobs(stub_broker, window_s=0, max_deliveries=3)
+    reaped = recover_lost_jobs(stub_broker, window_s=0)
     assert [(job.job_id, job.outcome) for job in reaped] == [(job_id, "retrying")]
     with running(stub_broker, threads=2) as worker:
         stub_broker.join("default")
@@ -49,9 +49,9 @@ def test_stopped_worker_releases_its_lease_only_when_it_runs_nothing(stub_broker
 
     transitions.worker_stopped("busy:2:beat", release=False)  # a thread still ran a job
     transitions.worker_stopped("idle:3:beat", release=True)
-    assert [job.job_id for job in recover_lost_jobs(stub_broker, window_s=0, max_deliveries=3)] == [released]
+    assert [job.job_id for job in recover_lost_jobs(stub_broker, window_s=0)] == [released]
     expire_lease("busy:2:beat")
-    assert [job.job_id for job in recover_lost_jobs(stub_broker, window_s=0, max_deliveries=3)] == [held]
+    assert [job.job_id for job in recover_lost_jobs(stub_broker, window_s=0)] == [held]
 
 
 def test_worker_without_a_live_lease_cannot_start_a_job(stub_broker, tenants):
@@ -69,23 +69,26 @@ def test_worker_without_a_live_lease_cannot_start_a_job(stub_broker, tenants):
 
 
 def test_job_of_a_worker_never_recorded_is_taken_after_the_window(stub_broker, tenants, admin_db):
-    # Active rows from before leases (or written by hand) have no worker row: the window judges.
+    # Active rows from before leases (or written by hand) have no worker row: the database's
+    # longest lease judges, whatever window the caller has.
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
     start(job_id, "old:6:x/Thread-1")
     with admin_db.cursor() as cursor:
         cursor.execute("DELETE FROM workers WHERE worker_id = 'old:6:x'")
-    assert recover_lost_jobs(stub_broker, window_s=60, max_deliveries=3) == []
-    assert recover_lost_jobs(stub_broker, window_s=0, max_deliveries=3)[0].job_id == job_id
+    assert recover_lost_jobs(stub_broker, window_s=0) == [], "within the database's 30 s"
+    worker_limits(max_lease_ms=1)
+    assert recover_lost_jobs(stub_broker, window_s=60)[0].job_id == job_id
 
 
 def test_job_that_keeps_losing_its_worker_fails_at_the_delivery_limit(stub_broker, tenants):
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
+    worker_limits(max_deliveries=2)
     start(job_id, "ghost:1:a/Thread-1")
     expire_lease("ghost:1:a")
-    assert recover_lost_jobs(stub_broker, window_s=0, max_deliveries=2)[0].outcome == "retrying"
+    assert recover_lost_jobs(stub_broker, window_s=0)[0].outcome == "retrying"
     start(job_id, "ghost:1:b/Thread-1")
     expire_lease("ghost:1:b")
-    assert recover_lost_jobs(stub_broker, window_s=0, max_deliveries=2)[0].outcome == "failed"
+    assert recover_lost_jobs(stub_broker, window_s=0)[0].outcome == "failed"
 
     job = job_row(job_id)
     assert (job["status"], job["error_type"], job["lost_deliveries"]) == ("failed", "WorkerLost", 2)
@@ -97,7 +100,7 @@ def test_finished_jobs_are_never_reaped(stub_broker, stub_worker, tenants):
     job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
     stub_broker.join("default")
     stub_worker.join()
-    assert recover_lost_jobs(stub_broker, window_s=0, max_deliveries=3) == []
+    assert recover_lost_jobs(stub_broker, window_s=0) == []
     assert job_row(job_id)["status"] == "completed"
 
 
@@ -146,6 +149,18 @@ def test_worker_without_a_lease_runs_nothing_and_hands_its_messages_back(
         stub_broker.join("default")
         worker.join()
     assert job_row(message.message_id)["status"] == "completed"
+
+
+def test_a_worker_counts_the_lease_the_database_gives_when_it_is_shorter(stub_broker, tenants, log_records):
+    from middleware import LeaseKeeper
+    from middleware.lease import clock
+
+    worker_limits(max_lease_ms=25_000)  # below the suite's JOBS_RECOVERY_WINDOW_S, 30 s
+    lease = next(m for m in stub_broker.middleware if isinstance(m, LeaseKeeper)).lease
+    with running(stub_broker, threads=1):
+        assert 0 < lease.ends_at() - clock() <= 25.0
+    (said,) = [r.msg for r in log_records if _event(r) == "lease_shortened"]
+    assert (said["asked_ms"], said["given_ms"], said["level"]) == (30_000, 25_000, "warning")
 
 
 def _event(record) -> str | None:
