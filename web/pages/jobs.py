@@ -30,6 +30,8 @@ router = APIRouter()
 
 #: Jobs a page lists.
 PAGE_SIZE = 50
+#: The longest `user` filter: an email (RFC 5321's limit) or an id.
+MAX_USER = 320
 WAITING_OR_RUNNING = ("pending", "active", "retrying")
 RETRYABLE = ("failed", "cancelled")
 
@@ -54,8 +56,10 @@ async def jobs_page(
         raise Problem(422, f"status: {excerpt(status)} is not a status (one of {', '.join(STATUSES)})")
     if since and since not in reading.SINCE:
         raise Problem(422, f"since: {excerpt(since)} is not one of {', '.join(reading.SINCE)}")
-    if user and caller.role not in ("admin",) and not caller.is_operator:
-        raise Problem(403, "user: a member sees only their own jobs; only admins and operators filter by user")
+    if user and not (caller.is_admin or caller.is_operator):
+        raise Problem(403, "user: a member sees only their own jobs; admins and operators filter by user")
+    if len(user) > MAX_USER:
+        raise Problem(422, f"user: an email or an id, of {MAX_USER} characters at most")
     for name, cursor in (("before", before), ("after", after)):
         if cursor and not _is_cursor(cursor):
             raise Problem(422, f"{name}: not a cursor of the job list")
