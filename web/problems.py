@@ -98,11 +98,24 @@ def for_pages(path: str) -> bool:
     return path != "/api" and not path.startswith(_MACHINES)
 
 
-def answer(path: str, status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> Response:
-    """The error's answer at `path`: a problem under /api, a page elsewhere."""
+def answer(
+    path: str,
+    status: int,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    base_url: str | None = None,
+    **extra: Any,
+) -> Response:
+    """The error's answer at `path`: a problem under /api, a page elsewhere (whose sign-in page
+    names the server's `base_url` in the commands it shows)."""
     if for_pages(path):
-        return error_page(status, one_line(detail), headers=headers)
+        return error_page(status, one_line(detail), headers=headers, base_url=base_url)
     return problem(status, detail, headers=headers, **extra)
+
+
+def _answer(request: Request, status: int, detail: str, **options: Any) -> Response:
+    return answer(request.url.path, status, detail, base_url=str(request.base_url).rstrip("/"), **options)
 
 
 def one_line(text: str) -> str:
@@ -130,7 +143,7 @@ def install(app: FastAPI) -> None:
 
 
 async def _problem(request: Request, error: Problem) -> Response:
-    return answer(request.url.path, error.status, error.detail, headers=error.headers, **error.extra)
+    return _answer(request, error.status, error.detail, headers=error.headers, **error.extra)
 
 
 async def _job_error(request: Request, error: JobError) -> Response:
@@ -138,7 +151,7 @@ async def _job_error(request: Request, error: JobError) -> Response:
     headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if status == 401 else None
     if status == 503:
         headers = {"Retry-After": "5"}
-    return answer(request.url.path, status, str(error), headers=headers)
+    return _answer(request, status, str(error), headers=headers)
 
 
 async def _not_published(request: Request, error: JobNotPublished) -> JSONResponse:
@@ -151,7 +164,7 @@ async def _not_published(request: Request, error: JobNotPublished) -> JSONRespon
 
 
 async def _invalid_request(request: Request, error: RequestValidationError) -> Response:
-    return answer(request.url.path, 422, validation_detail(error.errors()))
+    return _answer(request, 422, validation_detail(error.errors()))
 
 
 def validation_detail(errors: Any) -> str:
@@ -197,7 +210,7 @@ async def _http_error(request: Request, error: HTTPException) -> Response:
     elif error.status_code == 400 and detail == "There was an error parsing the body":
         # FastAPI's answer to a body json.loads can't take, nested too deep among them.
         detail = "the body could not be parsed as JSON (malformed, or nested too deep)"
-    return answer(request.url.path, error.status_code, detail, headers=getattr(error, "headers", None))
+    return _answer(request, error.status_code, detail, headers=getattr(error, "headers", None))
 
 
 async def _database_error(request: Request, error: Exception) -> Response:
@@ -212,7 +225,7 @@ async def _database_error(request: Request, error: Exception) -> Response:
 
 async def _unexpected(request: Request, error: Exception) -> Response:
     _log_unexpected(request.method, request.url.path, error)
-    return answer(request.url.path, 500, "internal error: the server's log says more")
+    return _answer(request, 500, "internal error: the server's log says more")
 
 
 def _log_unexpected(method: str, path: str, error: BaseException) -> None:

@@ -102,9 +102,13 @@ def page(template: str, *, status: int = 200, headers: dict[str, str] | None = N
     return HTMLResponse(html, status_code=status, headers={**HEADERS, **(headers or {})})
 
 
-def error_page(status: int, detail: str, *, headers: dict[str, str] | None = None) -> HTMLResponse:
+def error_page(
+    status: int, detail: str, *, headers: dict[str, str] | None = None, base_url: str | None = None
+) -> HTMLResponse:
     """The HTML answer to an error outside /api: 401 is the sign-in page (how to get a link),
     every other status a page that says it in one line."""
     phrase = HTTPStatus(status).phrase
     template = "signin.html" if status == 401 else "error.html"
-    return page(template, status=status, headers=headers, status_code=status, phrase=phrase, detail=detail)
+    return page(
+        template, status=status, headers=headers, status_code=status, phrase=phrase, detail=detail, base_url=base_url
+    )

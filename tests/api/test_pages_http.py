@@ -33,8 +33,10 @@ def browser_as(server):
         client.close()
 
 
-def test_errors_outside_the_api_are_pages_and_inside_it_problems(api, browser_as, client_as, tenants):
-    assert "Sign in to see your jobs" in page(api.get("/"), 401)
+def test_errors_outside_the_api_are_pages_and_inside_it_problems(server, api, browser_as, client_as, tenants):
+    signing_in = page(api.get("/"), 401)
+    assert "Sign in to see your jobs" in signing_in
+    assert f"jobctl token --as you@example.com --login-url --base-url {server.url}" in signing_in
     assert "Sign in to see your jobs" in page(api.get("/jobs/x"), 401)
     problem(api.get("/api/jobs"), 401)
     assert "no such path: /nowhere" in page(api.get("/nowhere"), 404)
