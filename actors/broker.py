@@ -64,7 +64,7 @@ def middleware_stack(settings: Settings, abort_backend: EventBackend) -> list[Mi
         TimeLimit(),
         ShutdownNotifications(),
         RunningAbortable(backend=abort_backend),
-        ProgressMiddleware(capacity=settings.progress_queue),
+        ProgressMiddleware(capacity=settings.progress_queue, interval_s=settings.progress_interval_ms / 1000),
         Maintenance(
             reap_s=settings.heartbeat_s,
             window_s=settings.recovery_window_s,

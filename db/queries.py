@@ -166,6 +166,18 @@ def job_events(job_id: object, *, after_id: int | None = None) -> list[dict[str,
     return list(query.order_by(JobEvent.id).dicts())
 
 
+def progress_of(job_ids: list[str]) -> list[dict[str, Any]]:
+    """How far each of these jobs has come (those the session sees)."""
+    keys = [key for key in map(parse_uuid, job_ids) if key is not None]
+    return list(
+        JobStatus.select(
+            JobStatus.job_id, JobStatus.status, JobStatus.progress, JobStatus.progress_message, JobStatus.updated_at
+        )
+        .where(JobStatus.job_id.in_(keys))
+        .dicts()
+    )
+
+
 def find_user(value: str) -> dict[str, Any] | None:
     """The user with this email, or this id (what the caller may see of users)."""
     if "@" in value:

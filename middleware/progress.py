@@ -25,10 +25,16 @@ class ProgressWriter:
     most `capacity` jobs wait at once: past that a report is dropped and logged. Errors are
     logged, never raised into the job. A report is applied only to the attempt that made it and
     only while the job is active, so it never lands on a finished job.
+
+    After each batch of writes the writer waits `interval_s` (unless flushed or closed), so that
+    a job reporting in a tight loop costs the database, and the live views that each write
+    wakes, a few writes a second, not thousands.
     """
 
-    def __init__(self, capacity: int = 10_000) -> None:
+    def __init__(self, capacity: int = 10_000, interval_s: float = 0.1) -> None:
         self.capacity = capacity
+        self.interval_s = interval_s
+        self._flushing = 0
         self._waiting: dict[str, tuple[int, int, str | None]] = {}
         self._writing = False
         self._closed = False
@@ -57,7 +63,12 @@ class ProgressWriter:
     def flush(self, timeout: float | None = None) -> bool:
         """Waits until every report submitted so far is written (or failed); False on timeout."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._waiting and not self._writing, timeout)
+            self._flushing += 1
+            self._cond.notify_all()
+            try:
+                return self._cond.wait_for(lambda: not self._waiting and not self._writing, timeout)
+            finally:
+                self._flushing -= 1
 
     def close(self, timeout: float | None = None) -> bool:
         flushed = self.flush(timeout)
@@ -82,6 +93,8 @@ class ProgressWriter:
                 with self._cond:
                     self._writing = False
                     self._cond.notify_all()
+                    # Not a sleep: a flush or a close ends the pause at once.
+                    self._cond.wait_for(lambda: self._closed or self._flushing, self.interval_s)
         finally:
             database.close()
 
@@ -104,10 +117,11 @@ class ProgressMiddleware(Middleware):
 
     Parameters:
       capacity(int): most jobs whose progress may wait to be written.
+      interval_s(float): the pause after each batch of writes.
     """
 
-    def __init__(self, *, capacity: int = 10_000) -> None:
-        self.writer = ProgressWriter(capacity)
+    def __init__(self, *, capacity: int = 10_000, interval_s: float = 0.1) -> None:
+        self.writer = ProgressWriter(capacity, interval_s)
 
     def after_worker_shutdown(self, broker: Broker, worker: Any) -> None:
         # After the worker threads are joined, so that no report comes in behind the flush.

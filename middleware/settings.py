@@ -82,6 +82,9 @@ class Settings:
     worker_may_act_as_users: int = 0
     #: JOBS_PROGRESS_QUEUE: most progress updates waiting to be written; more are dropped.
     progress_queue: int = 10_000
+    #: JOBS_PROGRESS_INTERVAL_MS: a worker process writes progress at most once this often (the
+    #: newest report of each job; each write is announced to the live views, 0018_notifications.sql).
+    progress_interval_ms: int = 100
     #: JOBS_MAX_ARGS_BYTES, JOBS_MAX_ARGS_DEPTH, JOBS_MAX_RESULT_BYTES,
     #: JOBS_MAX_ERROR_MESSAGE_CHARS, JOBS_MAX_ERROR_STACK_CHARS, JOBS_MAX_REASON_CHARS,
     #: JOBS_MAX_DELAY_MS: limits on what is stored (db.storable.StorageLimits says what each bounds).

@@ -35,6 +35,11 @@ if [ "$(cat "$venv/.bootstrap-stamp" 2>/dev/null)" != "$stamp" ]; then
   "$venv/bin/python" -m pip install --quiet -e '.[test]'
   echo "$stamp" >"$venv/.bootstrap-stamp"
 fi
+# The project's bytecode, written now: an editable install leaves it to the first import, which
+# writes nothing where PYTHONDONTWRITEBYTECODE is set, and then every `jobctl`, worker and
+# server process compiles the project again (0.12 s of CPU a command). Only what changed is
+# compiled again.
+"$venv/bin/python" -m compileall -q -j 0 actors db jobs middleware web scripts tests >/dev/null
 
 # The servers, one a line: KIND VARIABLE HOST PORT PLACE ADDRESS URL, where PLACE is `local`
 # when HOST is this machine (then ADDRESS is where a server started here listens), read with

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,6 +13,7 @@ from . import api, pages, problems, session
 from .access_log import AccessLog
 from .body_limit import BodyLimit
 from .database import DatabaseThreads
+from .hub import Hub
 from .settings import WebSettings
 
 
@@ -40,11 +42,18 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Configures the database and the broker from the environment, as in every process that
     # sends jobs (cancellations tell workers through the broker too).
     import actors
+    from db.notifications import Listener
 
+    system = app.state.settings.system
     threads = DatabaseThreads(app.state.settings.database_threads)
     app.state.database = threads
+    # The streams' one listening connection (web.hub), beside the threads' connections.
+    hub = Hub(lambda: Listener(system.database_url, system.db_limits()))
+    app.state.hub = hub
+    hub.start()
     try:
         yield
     finally:
+        await asyncio.to_thread(hub.stop)
         threads.close()
         actors.broker.close()

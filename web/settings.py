@@ -30,12 +30,15 @@ class WebSettings:
       refused (413) before it is read. Default: JOBS_MAX_ARGS_BYTES plus BODY_ENVELOPE_BYTES.
     database_threads(int): JOBS_API_DB_THREADS, the threads that run the server's database
       work, each with its own connection: the most connections the server opens.
+    keepalive_s(int): JOBS_API_KEEPALIVE_S, the longest a stream stays silent: a comment line
+      then keeps proxies from closing it, and the stream reads again (web.api.streams).
     system(Settings): the system's settings (the database, Redis, the storage limits).
     """
 
     secret: bytes = field(repr=False)
     max_body_bytes: int
     database_threads: int
+    keepalive_s: int
     system: Settings
 
     @classmethod
@@ -46,6 +49,7 @@ class WebSettings:
             secret=secret_from_env(env),
             max_body_bytes=_whole(env, "JOBS_API_MAX_BODY_BYTES", system.max_args_bytes + BODY_ENVELOPE_BYTES),
             database_threads=_whole(env, "JOBS_API_DB_THREADS", 8),
+            keepalive_s=_whole(env, "JOBS_API_KEEPALIVE_S", 15),
             system=system,
         )
 

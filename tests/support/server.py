@@ -34,6 +34,9 @@ class Server:
                     "JOBS_API_SECRET": SECRET.decode(),
                     # A few connections per server: several pytest workers share one PostgreSQL.
                     "JOBS_API_DB_THREADS": "3",
+                    # A stream says something every second: a test waiting on one sees its
+                    # deadline pass, instead of waiting on a silent socket.
+                    "JOBS_API_KEEPALIVE_S": "1",
                     "JOBS_LOG_FORMAT": "json",
                     "PYTHONFAULTHANDLER": "1",
                     **(env or {}),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import jobs, workers
+from . import jobs, streams, workers
 
 router = APIRouter(prefix="/api")
 router.include_router(jobs.router)
+router.include_router(streams.router)
 router.include_router(workers.router)
