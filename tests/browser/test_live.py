@@ -9,6 +9,7 @@ from playwright.sync_api import Page, expect
 
 from actors.broker import bind
 from tests.api.conftest import send
+from tests.browser.test_pages import event_row
 from tests.helpers import job_row, wait_for
 from tests.support.stepped import finish, step, stepped_job
 
@@ -74,7 +75,7 @@ def test_a_jobs_page_follows_its_progress_events_and_end(signed_in, stepped, ten
     finish(job_id)
     expect(summary.locator("[data-field=status]")).to_have_text("completed")
     # The event's row joins the timeline; the job's end takes the Cancel button away and shows its result.
-    expect(page.locator("#job-timeline tr", has_text="completed")).to_have_count(1)
+    expect(event_row(page, "completed")).to_have_count(1)
     expect(page.get_by_role("button", name="Cancel job")).to_have_count(0)
     expect(page.get_by_text('"reported": [')).to_be_visible()
     assert still_the_same(page)
@@ -91,9 +92,21 @@ def test_a_cancellation_by_an_admin_reaches_the_members_open_page(signed_in, ste
     cancelled = client_as(tenants.acme.admin).post(f"/api/jobs/{job_id}/cancel", json={"reason": "not today"})
     assert cancelled.status_code == 200, cancelled.text
     expect(page.locator("#job-summary [data-field=status]")).to_have_text("cancelled")
-    expect(page.locator("#job-timeline tr", has_text="cancelled").last).to_contain_text("not today")
+    expect(event_row(page, "cancelled")).to_contain_text("not today")
     expect(page.get_by_role("button", name="Cancel job")).to_have_count(0)
     expect(page.get_by_role("button", name="Retry job")).to_be_visible()  # the owner may retry it
+    assert still_the_same(page)
+
+
+def test_a_cancellation_shows_on_the_jobs_page(signed_in, client_as, tenants):
+    alice = tenants.acme.members[0]
+    job_id = send(client_as(alice), delay_ms=600_000)
+    page = signed_in(alice)
+    not_reloaded(page)
+    status = page.locator(f'tr[data-job-id="{job_id}"] [data-field=status]')
+    expect(status).to_have_text("pending")
+    assert client_as(tenants.acme.admin).post(f"/api/jobs/{job_id}/cancel").status_code == 200
+    expect(status).to_have_text("cancelled")
     assert still_the_same(page)
 
 

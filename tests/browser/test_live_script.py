@@ -11,6 +11,7 @@ from playwright.sync_api import Page, Route, expect
 
 from tests.api.conftest import send
 
+OTHER = "00000000-0000-4000-8000-000000000001"
 #: EventSource waits this long before it connects again once the canned response has ended.
 NO_RECONNECT = "retry: 3600000\n\n"
 
@@ -60,18 +61,20 @@ def test_the_jobs_page_applies_each_message_to_its_row(signed_in, client_as, ten
             ("job", state(job_id, "active", 0), None),
             ("event", started, 7),
             ("job", state(job_id, "active", 40, "halfway there"), None),
+            ("event", {**started, "id": 8, "event": "cancelled", "from_status": "active", "to_status": "cancelled"}, 8),
             # A job this page doesn't show, sent since it opened.
-            ("job", state("00000000-0000-4000-8000-000000000001", "pending", 0), None),
+            ("event", {**started, "id": 9, "job_id": OTHER, "event": "enqueued", "to_status": "pending"}, 9),
         ],
     )
     page.reload()
     job = page.locator(f'tr[data-job-id="{job_id}"]')
-    expect(job.locator("[data-field=status]")).to_have_text("active")
-    expect(job.locator("[data-field=status]")).to_have_class("status status-active")
     expect(job.get_by_role("progressbar")).to_have_attribute("value", "40")
     expect(job.locator("[data-field=progress-text]")).to_have_text("40%")
     expect(job.locator("[data-field=attempt]")).to_have_text("1")
+    expect(job.locator("[data-field=status]")).to_have_text("cancelled")
+    expect(job.locator("[data-field=status]")).to_have_class("status status-cancelled")
     expect(page.get_by_role("status").filter(has_text="New jobs were sent")).to_be_visible()
+    expect(page.locator(f'tr[data-job-id="{OTHER}"]')).to_have_count(0)
 
 
 def test_a_jobs_page_applies_its_jobs_progress(signed_in, client_as, tenants):

@@ -1,10 +1,13 @@
 // course-jobs dashboard: live status and progress, from the server's Server-Sent Events.
 //
 // A page that wants live updates names its stream in <body data-stream="...">: /api/stream (every
-// job the caller sees) on the jobs page, /api/jobs/{id}/stream on a job's page. Messages:
-//   event: job    data: {"job_id", "status", "progress", "progress_message", "updated_at"}
-//   event: event  data: one of the job's events, as GET /api/jobs/{id} lists them (with an SSE id,
-//                 so that EventSource resumes after a reconnect with Last-Event-ID by itself)
+// job the caller sees) on the jobs page, /api/jobs/{id}/stream on a job's page. Messages
+// (web/api/streams.py):
+//   event: job    data: {"job_id", "status", "progress", "progress_message", "updated_at"}: a job's
+//                 state now (on /api/stream, when its progress changed)
+//   event: event  data: one of the job's events, as GET /api/jobs/{id} lists them (a transition
+//                 names its to_status), with an SSE id, so that EventSource resumes after a
+//                 reconnect with Last-Event-ID by itself
 //   event: end    the job's stream reached a final state: closed here, or EventSource reconnects.
 // Elements that show a job carry data-job-id; inside them, data-field names what they show.
 // Everything works without this script, only not live.
@@ -19,16 +22,25 @@
     return document.querySelectorAll('[data-job-id="' + (window.CSS && CSS.escape ? CSS.escape(jobId) : jobId) + '"]');
   }
 
-  // A job's current state, on every element of the page that shows that job.
-  function showJob(job) {
-    var found = jobElements(job.job_id);
+  // A job's status, on every element of the page that shows that job.
+  function showStatus(jobId, value) {
+    var found = jobElements(jobId);
     each(found, function (element) {
       each(element.querySelectorAll('[data-field="status"]'), function (status) {
-        if (status.textContent !== job.status) {
-          status.textContent = job.status;
-          status.className = "status status-" + job.status;
+        if (status.textContent !== value) {
+          status.textContent = value;
+          status.className = "status status-" + value;
         }
       });
+    });
+    return found.length > 0;
+  }
+
+  // A job's current state (status and progress), on every element of the page that shows it.
+  function showJob(job) {
+    showStatus(job.job_id, job.status);
+    var found = jobElements(job.job_id);
+    each(found, function (element) {
       var percent = Math.max(0, Math.min(100, Number(job.progress) || 0));
       each(element.querySelectorAll('progress[data-field="progress"]'), function (bar) {
         bar.value = percent;
@@ -46,20 +58,20 @@
     return found.length > 0;
   }
 
-  // The jobs page: rows update in place; a job this page doesn't show, sent since it was
-  // loaded, is announced (the first page only: the others show older jobs).
+  // The jobs page: rows update in place (a transition arrives as an `event` with its
+  // to_status, progress as a `job`); a job this page doesn't show, sent since it was loaded, is
+  // announced (on the first page only: the others show older jobs).
   function jobsPage(source) {
-    var table = document.querySelector("table.jobs");
-    var firstPage = !table || table.getAttribute("data-first-page") === "true";
+    var firstPage = document.body.getAttribute("data-first-page") !== "false";
     var notice = document.getElementById("new-jobs");
     source.addEventListener("job", function (message) {
-      var job = JSON.parse(message.data);
-      if (!showJob(job) && firstPage && notice && job.status === "pending") {
-        notice.hidden = false;
-      }
+      showJob(JSON.parse(message.data));
     });
     source.addEventListener("event", function (message) {
       var event = JSON.parse(message.data);
+      if (!event.to_status) return;
+      var shown = showStatus(event.job_id, event.to_status);
+      if (!shown && event.event === "enqueued" && firstPage && notice) notice.hidden = false;
       if (event.to_status === "active") {
         each(jobElements(event.job_id), function (row) {
           each(row.querySelectorAll('[data-field="attempt"]'), function (cell) {
