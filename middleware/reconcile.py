@@ -8,10 +8,14 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import dq_name
 
 from db import transitions
+from db.measures import Counter
 
 from . import resend
 
 log = structlog.get_logger(__name__)
+
+#: Jobs this process published again because Redis had lost them (its report: middleware/report.py).
+RESENT = Counter()
 
 
 class CannotReconcile(TypeError):
@@ -47,6 +51,7 @@ def reconcile(broker: RedisBroker, *, grace_s: float) -> list[transitions.Reaped
     missing = [job for job in waiting if job.job_id not in present]
     for job in missing:
         resend.publish(broker, job)
+        RESENT.add()
         log.warning(
             "job_republished",
             job_id=job.job_id,

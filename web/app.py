@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from . import api, problems, session
+from . import api, metrics, problems, session
 from .access_log import AccessLog
 from .body_limit import BodyLimit
 from .database import DatabaseThreads
@@ -30,6 +30,7 @@ def create_app(settings: WebSettings) -> FastAPI:
     app.add_middleware(AccessLog)
     app.include_router(api.router)
     app.include_router(session.router)
+    app.include_router(metrics.router)
     return app
 
 
