@@ -121,6 +121,13 @@ def insert_job(organization: str, user: str, status: str, *, age_s: float, job_t
     """A job written straight into the tables by the administrator, as if it had reached `status`
     `age_s` seconds ago (a finished job ended then; a waiting or running one was last touched
     then), with the events it would have: what retention is tested on, without waiting days."""
+    return insert_jobs(organization, user, status, age_s=age_s, job_type=job_type)[0]
+
+
+def insert_jobs(
+    organization: str, user: str, status: str, *, age_s: float, job_type: str = "test_job", count: int = 1
+) -> list[str]:
+    """`count` jobs as insert_job makes one, in one statement."""
     attempts = 0 if status == "pending" else 1
     ended = {"completed": "completed_at", "failed": "failed_at", "cancelled": "cancelled_at"}.get(status)
     rows = as_admin(
@@ -132,7 +139,8 @@ def insert_job(organization: str, user: str, status: str, *, age_s: float, job_t
         "   CASE WHEN %(attempts)s > 0 THEN t.at - interval '1 second' END,"
         "   CASE WHEN %(ended)s = 'completed_at' THEN t.at END, CASE WHEN %(ended)s = 'failed_at' THEN t.at END,"
         "   CASE WHEN %(ended)s = 'cancelled_at' THEN t.at END, t.at,"
-        "   CASE WHEN %(attempts)s > 0 THEN 'gone:1:1/1' END FROM t RETURNING job_id, created_at, started_at),"
+        "   CASE WHEN %(attempts)s > 0 THEN 'gone:1:1/1' END FROM t, generate_series(1, %(count)s)"
+        "   RETURNING job_id, created_at, started_at),"
         " e AS (INSERT INTO job_events (job_id, event, from_status, to_status, attempt, created_at)"
         "   SELECT job_id, 'enqueued', NULL, 'pending', 0, created_at FROM j"
         "   UNION ALL SELECT job_id, 'started', 'pending', 'active', 1, started_at FROM j WHERE started_at IS NOT NULL"
@@ -148,6 +156,7 @@ def insert_job(organization: str, user: str, status: str, *, age_s: float, job_t
             "attempts": attempts,
             "ended": ended,
             "event": "retry_scheduled" if status == "retrying" else status,
+            "count": count,
         },
     )
-    return rows[0][0]
+    return [job_id for (job_id,) in rows]

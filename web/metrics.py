@@ -14,7 +14,7 @@ import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from jobs.metrics import exposition, known_job_types
 
@@ -24,6 +24,10 @@ from .problems import Problem
 from .tokens import InvalidToken
 
 router = APIRouter(tags=["operations"])
+
+# The text format every Prometheus reads (prometheus_client's "latest", 1.0.0, is newer than the
+# servers of Debian 12), which generate_latest writes.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 
 async def scraper(request: Request) -> str:
@@ -52,9 +56,9 @@ async def scraper(request: Request) -> str:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, 403: {"description": "a user's token"}},
+    responses={200: {"content": {CONTENT_TYPE: {}}}, 403: {"description": "a user's token"}},
 )
 async def metrics(who: Annotated[str, Depends(scraper)], request: Request, threads: Threads) -> Response:
     """The system's numbers in Prometheus' text format (README: Metrics)."""
     body = await threads.run(exposition, request.app.state.settings.system, known_job_types())
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+    return Response(body, media_type=CONTENT_TYPE)
