@@ -52,10 +52,24 @@ class Reading:
     reports: dict[str, dict[str, Any]]
 
 
-def count_events(*, wait: bool = False) -> int | None:
-    """Adds the events committed since the last count to the counters; how many it counted, or
-    None when another count was running (`wait`: wait for it instead)."""
-    return database.execute_sql("SELECT job_metrics_count(%s)", (wait,)).fetchone()[0]
+#: Events a count takes in one statement (about 0.3 s of work here): a backlog, however long, is
+#: counted page by page, never in a statement that a timeout would cancel every time.
+PAGE = 20_000
+
+
+def count_events(*, wait: bool = False, pages: int = 1) -> int | None:
+    """Adds the events committed since the last count to the counters, `pages` pages at most
+    (the next count goes on); how many it counted, or None when another count was running
+    (`wait`: wait for it instead)."""
+    counted = 0
+    for _ in range(pages):
+        page = database.execute_sql("SELECT job_metrics_count(%s, %s)", (wait, PAGE)).fetchone()[0]
+        if page is None:
+            return None
+        counted += page
+        if page < PAGE:
+            break
+    return counted
 
 
 def read() -> Reading:

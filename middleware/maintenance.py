@@ -85,7 +85,7 @@ class Maintenance(Middleware):
                 self.reap_s,
                 lambda: recover_lost_jobs(broker, window_s=self.window_s, unleased=unleased),
             ),
-            ("report", self.reap_s, lambda: (send_report(broker), metrics.count_events())),
+            ("report", self.reap_s, lambda: (send_report(broker), metrics.count_events(pages=50))),
         ]
         if isinstance(broker, RedisBroker):
             passes.append(("reconcile", self.reconcile_s, lambda: reconcile(broker, grace_s=self.window_s)))

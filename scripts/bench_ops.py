@@ -89,7 +89,7 @@ def prepare(rows: int) -> dict[str, list[str]]:
     actors.broker.flush_all()
     fill_s = fill(admin_url, rows)
     started = time.perf_counter()
-    counted = metrics.count_events(wait=True)
+    counted = metrics.count_events(wait=True, pages=10_000)
     print(
         f"  filled {rows} jobs in {fill_s:.0f} s; the first count of their {counted} events took "
         f"{time.perf_counter() - started:.1f} s"

@@ -30,10 +30,16 @@ CREATE TABLE job_metrics (
 );
 
 -- The snapshot of the last count: the events it did not see are those to count next. NULL:
--- nothing counted yet (every event, from before 0018's writer_xid too, is counted at once).
+-- nothing counted yet (every event, from before 0018's writer_xid too, is counted at once, by
+-- this migration). A count takes at most a page of events, in (writer_xid, id) order: while a
+-- backlog is being counted, `upto` is the snapshot that bounds it and `after_*` the last event
+-- counted, so that no count, however far behind, outlasts a statement timeout.
 CREATE TABLE job_metrics_position (
     id          boolean PRIMARY KEY DEFAULT true CHECK (id),
     seen        pg_snapshot,
+    upto        pg_snapshot,
+    after_xid   xid8,
+    after_id    bigint,
     counted_at  timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 INSERT INTO job_metrics_position DEFAULT VALUES;
@@ -69,11 +75,15 @@ CREATE INDEX job_status_unfinished_idx ON job_status (queue, status, (COALESCE(s
 CREATE INDEX job_status_finished_idx ON job_status (status, updated_at)
     WHERE status IN ('completed', 'failed', 'cancelled');
 
--- The events not seen by p_seen (all of them when NULL). STABLE: it reads with the snapshot of
--- the statement that calls it, so that the events counted and the snapshot recorded are of one
--- moment. Dynamic SQL, so that each call is planned for its snapshot (the index on writer_xid).
-CREATE FUNCTION job_metrics_events(p_seen pg_snapshot) RETURNS SETOF job_events
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
+-- The next page of events to count: not seen by p_seen, seen by p_upto (by the calling
+-- statement's snapshot when NULL), after (p_after_xid, p_after_id), at most p_limit in
+-- (writer_xid, id) order; every event when p_seen is NULL (the migration's first count). STABLE:
+-- it reads with the snapshot of the statement that calls it, so that the events counted and the
+-- snapshot recorded are of one moment. Dynamic SQL, so that each call is planned for its values
+-- (the index on writer_xid, walked in order from the last event counted).
+CREATE FUNCTION job_metrics_events(p_seen pg_snapshot, p_upto pg_snapshot, p_after_xid xid8, p_after_id bigint,
+                                   p_limit integer)
+RETURNS SETOF job_events LANGUAGE plpgsql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
 BEGIN
     IF p_seen IS NULL THEN
         RETURN QUERY SELECT * FROM job_events;
@@ -81,20 +91,24 @@ BEGIN
         RETURN QUERY EXECUTE
             'SELECT * FROM job_events e WHERE e.writer_xid >= pg_snapshot_xmin($1)'
             ' AND NOT pg_visible_in_snapshot(e.writer_xid, $1)'
-            USING p_seen;
+            ' AND ($2::pg_snapshot IS NULL OR pg_visible_in_snapshot(e.writer_xid, $2))'
+            ' AND ($3::xid8 IS NULL OR (e.writer_xid, e.id) > ($3, $4))'
+            ' ORDER BY e.writer_xid, e.id LIMIT $5'
+            USING p_seen, p_upto, p_after_xid, p_after_id, p_limit;
     END IF;
 END $$;
 
--- Adds the events committed since the last count to job_metrics; returns how many it counted,
--- or NULL when another count was running and p_wait is false. Histograms: the wait of a job
+-- Adds the events committed since the last count to job_metrics, p_limit at most (the caller
+-- calls again while a page comes back full); returns how many it counted, or NULL when another
+-- count was running and p_wait is false. Histograms: the wait of a job
 -- (from when it was sent, or its delay ran out, to its first start) and the run of each attempt
 -- (its start to its end: completed, failed, retrying, cancelled, its worker lost), by type, in
 -- the buckets below (an observation goes to the first bucket whose bound it is under; its upper
 -- bound is the label, '+Inf' past the last). Prometheus makes them cumulative (jobs/metrics.py).
-CREATE FUNCTION job_metrics_count(p_wait boolean) RETURNS bigint
+CREATE FUNCTION job_metrics_count(p_wait boolean, p_limit integer) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
-    v_seen pg_snapshot;
+    v_at job_metrics_position;
     v_counted bigint;
 BEGIN
     IF p_wait THEN
@@ -102,11 +116,21 @@ BEGIN
     ELSIF NOT pg_try_advisory_xact_lock(7140020) THEN
         RETURN NULL;
     END IF;
+    IF p_limit IS NULL OR p_limit < 1 THEN
+        RAISE EXCEPTION 'a count takes 1 event or more' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     -- A statement of its own after the lock: it sees the position the last count committed.
-    SELECT p.seen INTO v_seen FROM job_metrics_position p;
-    WITH ev AS (
+    SELECT * INTO v_at FROM job_metrics_position;
+    WITH page AS (
+        SELECT * FROM job_metrics_events(v_at.seen, v_at.upto, v_at.after_xid, v_at.after_id, p_limit)
+    ), ev AS (
         SELECT e.*, j.job_type, j.created_at AS job_created_at
-          FROM job_metrics_events(v_seen) e JOIN job_status j ON j.job_id = e.job_id
+          FROM page e JOIN job_status j ON j.job_id = e.job_id
+    ), last AS (
+        SELECT p.writer_xid, p.id FROM page p ORDER BY p.writer_xid DESC, p.id DESC LIMIT 1
+    ), done AS (
+        -- Caught up: the next count starts from the snapshot this page was bounded by.
+        SELECT v_at.seen IS NULL OR (SELECT count(*) FROM page) < p_limit AS yes
     ), bounds AS (
         SELECT ARRAY[0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600]::float8[] AS b
     ), observed (kind, job_type, seconds) AS (
@@ -157,10 +181,16 @@ BEGIN
         ON CONFLICT (name, job_type, label) DO UPDATE SET value = m.value + EXCLUDED.value
         RETURNING 1
     ), moved AS (
-        UPDATE job_metrics_position SET seen = pg_current_snapshot(), counted_at = clock_timestamp()
+        UPDATE job_metrics_position
+           SET seen = CASE WHEN done.yes THEN coalesce(v_at.upto, pg_current_snapshot()) ELSE v_at.seen END,
+               upto = CASE WHEN done.yes THEN NULL ELSE coalesce(v_at.upto, pg_current_snapshot()) END,
+               after_xid = CASE WHEN done.yes THEN NULL ELSE (SELECT writer_xid FROM last) END,
+               after_id = CASE WHEN done.yes THEN NULL ELSE (SELECT id FROM last) END,
+               counted_at = clock_timestamp()
+          FROM done
         RETURNING 1
     )
-    SELECT count(*) INTO v_counted FROM ev;
+    SELECT count(*) INTO v_counted FROM page;
     RETURN v_counted;
 END $$;
 
@@ -195,8 +225,11 @@ BEGIN
     END IF;
     SELECT * INTO v_kept FROM job_retention;
     IF NOT p_dry_run THEN
-        -- Every event is counted before it can go: the counters never go down.
-        PERFORM job_metrics_count(true);
+        -- Every event is counted before it can go: the counters never go down. (A backlog too
+        -- long to count within this statement fails the prune; the workers' counts work it off.)
+        LOOP
+            EXIT WHEN job_metrics_count(true, 50000) < 50000;
+        END LOOP;
     END IF;
     FOREACH v_status IN ARRAY v_finished LOOP
         CONTINUE WHEN p_statuses IS NOT NULL AND NOT v_status = ANY (p_statuses);
@@ -283,7 +316,7 @@ END $$;
 
 -- What the database held before this migration is counted now, in one statement (whose
 -- snapshot is recorded with it).
-SELECT job_metrics_count(true);
+SELECT job_metrics_count(true, 1);
 
 -- Privileges, by name (the default that later functions are nobody's is 0015's, and may be
 -- another's by then): the workers count, prune by the database's retention and report on
@@ -291,9 +324,10 @@ SELECT job_metrics_count(true);
 -- is the administrators' (`jobctl prune`), and the helpers are nobody's.
 REVOKE ALL ON TABLE job_metrics, job_metrics_position, job_retention, worker_reports FROM PUBLIC;
 GRANT SELECT ON TABLE job_metrics, job_retention, worker_reports TO jobs_worker;
-REVOKE ALL ON FUNCTION job_metrics_events(pg_snapshot), job_metrics_count(boolean),
+REVOKE ALL ON FUNCTION job_metrics_events(pg_snapshot, pg_snapshot, xid8, bigint, integer),
+    job_metrics_count(boolean, integer),
     job_prune(text[], bigint, integer, boolean), job_prune_expired(integer), job_events_pruned_only(),
     worker_report(text, jsonb)
     FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION job_metrics_count(boolean), job_prune_expired(integer), worker_report(text, jsonb)
+GRANT EXECUTE ON FUNCTION job_metrics_count(boolean, integer), job_prune_expired(integer), worker_report(text, jsonb)
     TO jobs_worker;

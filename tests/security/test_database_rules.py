@@ -141,7 +141,7 @@ WORKER_FUNCTIONS = {
     "course_mark_initialized(uuid)",
     "job_finish(uuid,integer,text,text,jsonb,text,text,text,integer)",
     "job_lease_expired(uuid,integer,text,integer)",
-    "job_metrics_count(boolean)",
+    "job_metrics_count(boolean,integer)",
     "job_progress(uuid,integer,integer,text)",
     "job_prune_expired(integer)",
     "job_reap(timestamp with time zone)",

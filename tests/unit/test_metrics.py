@@ -98,6 +98,18 @@ def test_counters_are_counted_once_whoever_counts_and_however_often(stub_broker,
     assert second("jobs_finished_total", job_type=T, outcome="completed") == 3
 
 
+def test_a_backlog_is_counted_page_by_page(stub_broker, tenants, settings, monkeypatch):
+    monkeypatch.setattr(metrics, "PAGE", 3)
+    for _ in range(5):
+        service.send_job(T, user_id=tenants.acme.members[0])
+    assert metrics.count_events(wait=True) == 3
+    assert metrics.count_events(wait=True) == 2
+    assert metrics.count_events(wait=True) == 0
+    service.send_job(T, user_id=tenants.acme.members[0])
+    assert metrics.count_events(wait=True, pages=10) == 1
+    assert scrape(settings)("jobs_sent_total", job_type=T) == 6
+
+
 def test_histogram_buckets_are_the_bounds_the_database_counts_in(stub_broker, stub_worker, tenants, settings):
     service.send_job(T, user_id=tenants.acme.members[0], args={"delay_ms": 20})
     finish(stub_broker, stub_worker)
