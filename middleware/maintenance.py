@@ -59,6 +59,8 @@ class Maintenance(Middleware):
         self.prune_batch = prune_batch
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        #: The thread of the reaper's, reconcile's and the report's passes.
+        self._thread: threading.Thread | None = None
 
     def before_worker_boot(self, broker: Broker, worker: Any) -> None:
         self._stop.clear()
@@ -68,6 +70,7 @@ class Maintenance(Middleware):
         self._threads = [
             threading.Thread(target=self._run, args=(passes,), name=name, daemon=True) for name, passes in lanes.items()
         ]
+        self._thread = self._threads[0]
         for thread in self._threads:
             thread.start()
 
