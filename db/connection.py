@@ -17,7 +17,7 @@ import peewee
 import psycopg2
 import structlog
 
-from . import worker_token
+from . import stored_json, worker_token
 from .errors import DatabaseUnavailable, InvalidDatabaseUrl
 from .redact import mask_secrets
 
@@ -74,6 +74,9 @@ class _Database(peewee.PostgresqlDatabase):
 # Peewee opens one connection per thread on first use; worker threads keep theirs open and close
 # it on shutdown (see middleware.status).
 database = _Database(None, autoconnect=True)
+# Every connection of the process reads JSON that Python can't (nested too deep) as a marker,
+# not as an error that fails the read.
+stored_json.register()
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from db.connection import Limits
 from db.errors import JobError
 from db.redact import mask_url
 from db.retention import DAY_MS, Retention
-from db.storable import StorageLimits
+from db.storable import CEILINGS, StorageLimits
 from db.worker_limits import WorkerLimits
 
 
@@ -145,6 +145,10 @@ class Settings:
         for name in (field.name for field in fields(StorageLimits)):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"JOBS_{name.upper()} must be 1 or more")
+            # Past the database's own ceiling, what this process accepts the database refuses.
+            ceiling = getattr(CEILINGS, name)
+            if getattr(self, name) > ceiling:
+                raise ConfigurationError(f"JOBS_{name.upper()} may be {ceiling} at most: the database stores no more")
         for name in ("db_connect_timeout_s", "db_statement_timeout_ms", "db_lock_timeout_ms", "db_keepalive_s"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"JOBS_{name.upper()} must be 1 or more")

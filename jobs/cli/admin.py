@@ -112,6 +112,9 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
         print_json([job.job_id for job in sent])
     else:
         for job in sent:
-            print(f"{job.job_id}  {job.job_type:<11} {job.outcome}: published again")
+            if job.outcome == "failed":
+                print(f"{job.job_id}  {job.job_type:<11} failed: its stored arguments can't be sent (too deep)")
+            else:
+                print(f"{job.job_id}  {job.job_type:<11} {job.outcome}: published again")
         print(f"{len(sent)} waiting job(s) were missing from the broker")
     return 0
