@@ -26,6 +26,7 @@ import peewee
 import structlog
 
 from .connection import database, is_connection_error, is_transient
+from .measures import BATCH_BOUNDS, Histogram
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +75,8 @@ class GroupCommit:
         #: Writes committed, and the transactions they took (for benchmarks and tests).
         self.writes = 0
         self.transactions = 0
+        #: Writes per committed transaction (the worker's report: middleware/report.py).
+        self.batch_sizes = Histogram(BATCH_BOUNDS)
 
     def fetchone(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
         """The row of `sql`, once the transaction that ran it has committed; raises its error."""
@@ -181,6 +184,7 @@ class GroupCommit:
             return
         self.writes += len(batch)
         self.transactions += 1
+        self.batch_sizes.observe(len(batch))
         for write, row in zip(batch, rows, strict=True):
             write.row = row
             write.done.set()

@@ -11,10 +11,14 @@ from dramatiq import Broker
 from dramatiq.brokers.redis import RedisBroker
 
 from db import transitions
+from db.measures import Counter
 
 from . import resend, unacked, unsendable
 
 log = structlog.get_logger(__name__)
+
+#: Messages this process put back in their queues from lost consumers (its report).
+REQUEUED = Counter()
 
 # How long a consumer never seen holding a lease is remembered (senders come and go).
 _FORGET_S = 3600.0
@@ -63,6 +67,7 @@ def recover_lost_jobs(
         assert isinstance(broker, RedisBroker)
         ids = unacked.requeue(broker, lost)
         moved.update(ids)
+        REQUEUED.add(len(ids))
         if ids:
             log.warning("messages_requeued", consumers=lost, count=len(ids), job_ids=ids)
     for n, job in enumerate(reaped):

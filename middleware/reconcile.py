@@ -8,10 +8,14 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import dq_name
 
 from db import transitions
+from db.measures import Counter
 
 from . import resend, unsendable
 
 log = structlog.get_logger(__name__)
+
+#: Jobs this process published again because Redis had lost them (its report: middleware/report.py).
+RESENT = Counter()
 
 
 class CannotReconcile(TypeError):
@@ -53,6 +57,7 @@ def reconcile(broker: RedisBroker, *, grace_s: float) -> list[transitions.Reaped
             missing[n] = unsendable.fail(job)
             continue
         resend.publish(broker, job)
+        RESENT.add()
         log.warning(
             "job_republished",
             job_id=job.job_id,

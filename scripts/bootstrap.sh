@@ -152,4 +152,20 @@ while read -r kind variable host port place address url <&3; do
   wait_until "$kind at $where" answers "$kind" "$url"
 done 3<<<"$list"
 
+# promtool, for the tests of the example alerting rules (tests/unit/test_alerts.py): taken from
+# Debian's prometheus package and unpacked alone, into /usr/local/bin when that can be written
+# (where every later run finds it on the PATH), else into the virtualenv. The package is not
+# installed: that would start a Prometheus server.
+if [ "$for_tests" = 1 ] && ! command -v promtool >/dev/null && [ ! -x "$venv/bin/promtool" ]; then
+  where=$venv/bin
+  [ -w /usr/local/bin ] && where=/usr/local/bin
+  echo "bootstrap: fetching promtool (Debian's prometheus package) into $where"
+  work=$(mktemp -d)
+  (cd "$work" && { apt-get download prometheus || { apt-get update && apt-get download prometheus; }; } >/dev/null 2>&1) ||
+    die "could not download Debian's prometheus package, which has promtool (apt-get download prometheus)"
+  dpkg-deb --fsys-tarfile "$work"/prometheus_*.deb | tar -xO ./usr/bin/promtool >"$work/promtool"
+  install -m 0755 "$work/promtool" "$where/promtool"
+  rm -rf "$work"
+fi
+
 [ "$for_tests" = 1 ] || "$venv/bin/jobctl" migrate

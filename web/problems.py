@@ -89,8 +89,8 @@ def problem(status: int, detail: str, *, headers: dict[str, str] | None = None, 
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
-#: Paths whose errors are problems, not pages: the API and its description.
-_MACHINES = ("/api/", "/docs", "/openapi.json")
+#: Paths whose errors are problems, not pages: the API, its description, and the scrapers' /metrics.
+_MACHINES = ("/api/", "/docs", "/openapi.json", "/metrics")
 
 
 def for_pages(path: str) -> bool:

@@ -47,7 +47,7 @@ def exec_worker(dramatiq_args: list[str]) -> None:
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     import db
-    from db import worker_limits
+    from db import retention, worker_limits
 
     applied = db.migrate(settings.admin_database_url)
     print("applied: " + ", ".join(applied) if applied else "the schema is up to date")
@@ -59,6 +59,9 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
             f"workers: leases of at most {limits.max_lease_ms / 1000:g} s, at most {limits.max_deliveries}"
             f" deliveries lost, reschedules of at most {limits.max_delay_ms / 1000:g} s (worker_limits)"
         )
+    kept = settings.retention()
+    if retention.record(settings.admin_database_url, kept):
+        print(f"retention of finished jobs: {retention.describe(kept)} (job_retention)")
     return 0
 
 

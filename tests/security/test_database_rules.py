@@ -133,12 +133,15 @@ WORKER_FUNCTIONS = {
     "job_fail_unsendable(uuid)",
     "job_finish(uuid,integer,text,text,jsonb,text,text,text,integer)",
     "job_lease_expired(uuid,integer,text,integer)",
+    "job_metrics_count(boolean,integer)",
     "job_progress(uuid,integer,integer,text)",
+    "job_prune_expired(integer)",
     "job_reap(timestamp with time zone)",
     "job_reschedule(uuid,bigint,jsonb)",
     "job_start(uuid,text)",
     "job_stop(uuid,integer,text,text,integer)",
     "worker_heartbeat(text,text,integer,bigint,text)",
+    "worker_report(text,jsonb)",
     "worker_stopped(text,boolean)",
 }
 SERVICE_ONLY = {"job_send(uuid,text,text,uuid,uuid,jsonb,jsonb,jsonb,integer,bigint,text)"}
