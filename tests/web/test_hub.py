@@ -4,6 +4,7 @@ and every stream once the connection is back after it was lost."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from db.notifications import Listener
 from jobs import service
@@ -52,4 +53,7 @@ def test_a_stream_is_woken_for_its_job_and_after_a_lost_connection(settings, adm
         finally:
             await asyncio.to_thread(hub.stop)
 
-    asyncio.run(scenario())
+    # On a thread of its own: in a pytest worker that ran the browser tests, Playwright's loop
+    # is already running on this one.
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        thread.submit(asyncio.run, scenario()).result()
