@@ -69,6 +69,8 @@ def middleware_stack(settings: Settings, abort_backend: EventBackend) -> list[Mi
             reap_s=settings.heartbeat_s,
             window_s=settings.recovery_window_s,
             reconcile_s=settings.reconcile_s,
+            prune_s=settings.prune_s,
+            prune_batch=settings.prune_batch,
         ),
         LeaseKeeper(lease, heartbeat_s=settings.heartbeat_s, may_act_as_users=bool(settings.worker_may_act_as_users)),
     ]

@@ -9,7 +9,7 @@ import dramatiq
 from db import courses
 from db.connection import database
 from db.models import CourseModule
-from middleware import report_progress
+from middleware import current_job, report_progress
 
 MODULES = ("Introduction", "Foundations", "Guided practice", "Project", "Assessment")
 
@@ -30,15 +30,18 @@ def initialize(course_id: str) -> dict:
     """Creates a course's starting modules and marks it initialized (once, however often it runs)."""
     # One transaction: a retry after a failure half-way starts from a clean course, and a
     # redelivery after success finds it initialized and does nothing.
+    # The database writes the course only for this job, running now, of this course.
+    job = current_job()
+    course = courses.Initialization(job.job_id, job.attempt, course_id)
     with database.atomic():
-        status = courses.lock(course_id)
+        status = course.lock()
         if status is None:
             raise CourseMissing(f"course {course_id} does not exist")
         if status == "initialized":
             count = CourseModule.select().where(CourseModule.course == course_id).count()
             return {"course_id": course_id, "modules": count, "already_initialized": True}
         for position, title in enumerate(MODULES, start=1):
-            courses.add_module(course_id, position, title)
+            course.add_module(position, title)
             report_progress(position * 100 // (len(MODULES) + 1), f"created module {position}: {title}")
-        courses.mark_initialized(course_id)
+        course.mark_initialized()
     return {"course_id": course_id, "modules": len(MODULES), "already_initialized": False}

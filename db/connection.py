@@ -17,7 +17,7 @@ import peewee
 import psycopg2
 import structlog
 
-from . import worker_token
+from . import stored_json, worker_token
 from .errors import DatabaseUnavailable, InvalidDatabaseUrl
 from .redact import mask_secrets
 
@@ -50,15 +50,20 @@ class _Database(peewee.PostgresqlDatabase):
         self.registry_lock = threading.Lock()
 
     def _connect(self) -> Any:
-        # Peewee's own, with this process's worker token among the options (db/worker_token.py):
-        # presented in the startup packet, so never in a statement's text. Built per connection,
-        # not kept in connect_params: a forked child presents its own.
+        conn = self.open_unshared()
+        with self.registry_lock:
+            self._by_thread[threading.get_ident()] = conn
+        return conn
+
+    def open_unshared(self) -> Any:
+        """A new autocommit connection, as Peewee's own but held by no thread (the group commit's).
+        This process's worker token is among its options (db/worker_token.py): presented in the
+        startup packet, so never in a statement's text. Built per connection, not kept in
+        connect_params: a forked child presents its own."""
         params = dict(self.connect_params)
         params["options"] = " ".join(filter(None, (params.get("options"), worker_token.startup_option())))
         conn = self._adapter.connect(self, **params)
         conn.autocommit = True
-        with self.registry_lock:
-            self._by_thread[threading.get_ident()] = conn
         return conn
 
     def _close(self, conn: Any) -> None:
@@ -74,6 +79,9 @@ class _Database(peewee.PostgresqlDatabase):
 # Peewee opens one connection per thread on first use; worker threads keep theirs open and close
 # it on shutdown (see middleware.status).
 database = _Database(None, autoconnect=True)
+# Every connection of the process reads JSON that Python can't (nested too deep) as a marker,
+# not as an error that fails the read.
+stored_json.register()
 
 
 @dataclass(frozen=True)

@@ -337,6 +337,68 @@ def active_jobs() -> dict[str, list[str]]:
     return running
 
 
+_STATUS_COUNT = (
+    "SELECT %s::text, (SELECT count(*) FROM (SELECT 1 FROM job_status j"
+    "                  WHERE j.status = %s"
+    "                    AND (%s::uuid IS NULL OR j.organization_id = %s::uuid)"
+    "                    AND (%s::uuid IS NULL OR j.user_id = %s::uuid)"
+    "                  LIMIT %s) AS bounded)"
+)
+_STATUS_COUNTS = " UNION ALL ".join([_STATUS_COUNT] * len(STATUSES))
+
+
+def status_counts(*, cap: int, organization_id: object = None, user_id: object = None) -> dict[str, int]:
+    """How many jobs hold each status (of one organization, of one user, if given), each counted
+    up to `cap` + 1 only: a count above `cap` means "more than `cap`". One statement, and for
+    each status one index range that stops after `cap` + 1 rows (0002's index by organization and
+    status, 0019's by status): never a count of the whole table. A filter that is not an id
+    counts nothing."""
+    org = None if organization_id is None else parse_uuid(organization_id)
+    user = None if user_id is None else parse_uuid(user_id)
+    if (org is None and organization_id is not None) or (user is None and user_id is not None):
+        return dict.fromkeys(STATUSES, 0)
+    org, user = (None if key is None else str(key) for key in (org, user))
+    # psycopg2 sends the parameters as literals: the planner drops the conditions of an absent
+    # filter, and plans each status with its own statistics (an index range for a rare one, the
+    # first rows of any scan for a common one). One `status = s.status` over a list of statuses
+    # was planned once for all of them, as a scan of the whole table.
+    rows = database.execute_sql(*status_counts_statement(cap, org, user)).fetchall()
+    return dict(rows)
+
+
+def status_counts_statement(cap: int, organization_id: str | None, user_id: str | None) -> tuple[str, list[object]]:
+    """status_counts' statement and its parameters (the tests read its plan)."""
+    parameters: list[object] = []
+    for status in STATUSES:
+        parameters += [status, status, organization_id, organization_id, user_id, user_id, cap + 1]
+    return _STATUS_COUNTS, parameters
+
+
+def recoveries(*, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest jobs a reaper took back from a lost worker (`worker_lost`: sent again; `failed`
+    with error_type WorkerLost: its deliveries ran out), newest first (0019's partial index)."""
+    rows = database.execute_sql(
+        "SELECT e.id, e.job_id::text, j.job_type, e.event, e.to_status, e.attempt,"
+        "       e.details ->> 'lost_worker', e.details ->> 'lost_deliveries', e.created_at"
+        "  FROM job_events e JOIN job_status j ON j.job_id = e.job_id"
+        " WHERE e.event = 'worker_lost' OR (e.event = 'failed' AND e.details ->> 'error_type' = 'WorkerLost')"
+        " ORDER BY e.id DESC LIMIT %s",
+        (limit,),
+    ).fetchall()
+    names = (
+        "id",
+        "job_id",
+        "job_type",
+        "event",
+        "to_status",
+        "attempt",
+        "lost_worker",
+        "lost_deliveries",
+        "created_at",
+    )
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
 def job_counts() -> tuple[list[dict[str, Any]], datetime]:
     """Jobs by type, status and (public) queue, with how many of the waiting ones are not due yet
     (a delay, a retry's backoff); and the database's clock. A pass over the whole table: an

@@ -47,6 +47,26 @@ class StorageLimits:
     max_delay_ms: int = 7 * 24 * 3_600_000
 
 
+#: What the database itself refuses past, whoever writes (0017_stored_limits.sql: its ceilings,
+#: by the same names): the limits above may be configured up to these, not beyond.
+CEILINGS = StorageLimits(
+    max_args_bytes=16_000_000,
+    max_args_depth=100,
+    max_result_bytes=16_000_000,
+    max_error_message_chars=40_000,
+    max_error_stack_chars=160_000,
+    max_reason_chars=100_000,
+    max_delay_ms=70 * 24 * 3_600_000,
+)
+#: How deep a result may nest lists and objects: deeper, it is stored as a marker (the database's
+#: ceiling, as for arguments).
+MAX_RESULT_DEPTH = CEILINGS.max_args_depth
+#: Bytes of JSON of a job's options (what a message was sent with): more is refused.
+MAX_OPTIONS_BYTES = 1_000_000
+#: Characters of a progress report's message: a longer one is stored cut (the database's
+#: ceiling is ten times this).
+MAX_PROGRESS_MESSAGE_CHARS = 1_000
+
 _limits = StorageLimits()
 
 
@@ -88,7 +108,13 @@ def json_value(value: Any, max_bytes: int | None = None) -> Any:
         return _marker(
             f"{len(encoded)} bytes of JSON, more than the {max_bytes} a result may take (JOBS_MAX_RESULT_BYTES)", value
         )
+    if nesting(value, MAX_RESULT_DEPTH) > MAX_RESULT_DEPTH:
+        return _marker(f"nested more than {MAX_RESULT_DEPTH} deep, deeper than the database stores", value)
     return value
+
+
+def progress_message(value: str | None) -> str | None:
+    return text(value, MAX_PROGRESS_MESSAGE_CHARS)
 
 
 def error_message(value: str | None) -> str | None:
@@ -112,6 +138,21 @@ def arguments_problem(args: list[Any], kwargs: dict[str, Any]) -> str | None:
     if size > _limits.max_args_bytes:
         return f"{size} bytes of JSON, more than the {_limits.max_args_bytes} allowed (JOBS_MAX_ARGS_BYTES)"
     return problem({"args": args, "kwargs": kwargs})
+
+
+def options_problem(options: dict[str, Any]) -> str | None:
+    """Why a job's options (those kept in its row) can't be stored, or None: nested too deep
+    (checked first, without recursion), not storable as they are, or too large."""
+    depth = CEILINGS.max_args_depth
+    if any(nesting(value, depth) > depth for value in options.values()):
+        return f"nested more than {depth} deep, deeper than the database stores"
+    found = problem(options)
+    if found is not None:
+        return found
+    size = len(json.dumps(options).encode("utf-8", "replace"))
+    if size > MAX_OPTIONS_BYTES:
+        return f"{size} bytes of JSON, more than the {MAX_OPTIONS_BYTES} the database stores"
+    return None
 
 
 #: The longest operator's name (job_cancel_by in 0010_sends.sql).

@@ -1,7 +1,7 @@
 """Every status write of a job: one named function each, one statement each.
 
 The guards, timestamps and events are in the SQL functions of the migrations (0003, 0004, 0005,
-0009, 0016); these functions only call them, make a job's own output storable (db.storable), and
+0009, 0016, 0021); these functions only call them, make a job's own output storable (db.storable), and
 translate their answers.
 """
 
@@ -18,7 +18,7 @@ import peewee
 import psycopg2
 import psycopg2.extensions
 
-from . import storable
+from . import storable, stored_json
 from .connection import Limits, connect, database, pgcode
 from .errors import KeyTaken, UnknownCourse, UnknownUser
 from .group_commit import GroupCommit
@@ -296,8 +296,9 @@ def mark_lease_expired(
 
 def reschedule(job_id: str, delay_ms: int, options: dict[str, Any]) -> bool:
     """Records when a waiting job becomes due, and its retry count as its message is enqueued now;
-    False when it is no longer waiting. The database bounds the delay and keeps every other option
-    as the job was sent (job_reschedule in 0016_worker_tokens.sql)."""
+    False when it is no longer waiting. The database cuts the delay (to the workers' longest, and to
+    70 days after the job's creation) and keeps every other option as the job was sent
+    (job_reschedule: 0016_worker_tokens.sql, 0021_tokens_and_ceilings.sql)."""
     row = database.execute_sql(
         "SELECT job_reschedule(%s::uuid, %s, %s::jsonb)", (job_id, delay_ms, json.dumps(options))
     ).fetchone()
@@ -305,9 +306,10 @@ def reschedule(job_id: str, delay_ms: int, options: dict[str, Any]) -> bool:
 
 
 def record_progress(job_id: str, attempt: int, progress: int, message: str | None) -> bool:
-    """Sets the progress of the attempt that runs now; never touches a finished job."""
+    """Sets the progress of the attempt that runs now (its message cut to what is stored:
+    db.storable); never touches a finished job."""
     row = database.execute_sql(
-        "SELECT job_progress(%s::uuid, %s, %s, %s)", (job_id, attempt, progress, message)
+        "SELECT job_progress(%s::uuid, %s, %s, %s)", (job_id, attempt, progress, storable.progress_message(message))
     ).fetchone()
     return bool(row and row[0])
 
@@ -394,6 +396,19 @@ class Reaped:
     outcome: str
     #: For waiting_jobs: how long until it is due (a delay or a retry's backoff), 0 if it is.
     due_in_ms: int = 0
+
+    @property
+    def unreadable(self) -> bool:
+        """Its arguments or options, stored before the database's ceilings, are nested too deep
+        for Python to read (db.stored_json): it can't be sent again, only failed (fail_unsendable)."""
+        return stored_json.is_unreadable(self.args, self.kwargs, self.options)
+
+
+def fail_unsendable(job_id: str) -> Outcome:
+    """pending|retrying -> failed, for a job whose stored arguments or options are over the
+    database's ceilings (a row stored before them): it can't be sent to a worker. The database
+    judges that itself, and refuses ('rejected') any other job, or one no longer waiting."""
+    return _outcome("SELECT * FROM job_fail_unsendable(%s::uuid)", (job_id,))
 
 
 def heartbeat(

@@ -17,7 +17,8 @@ class WorkerLimits:
     max_lease_ms: int = 30_000
     #: Deliveries a job may lose with its worker before it fails (JOBS_MAX_DELIVERIES).
     max_deliveries: int = 3
-    #: The longest a reschedule (a retry's backoff) may put a waiting job off (JOBS_MAX_DELAY_MS).
+    #: The longest a reschedule (a retry's backoff) may put a waiting job off (JOBS_MAX_DELAY_MS);
+    #: the database holds no more than its delay ceiling, 70 days (0021_tokens_and_ceilings.sql).
     max_delay_ms: int = 604_800_000
 
 

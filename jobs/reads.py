@@ -170,3 +170,20 @@ def retried_as(job_id: object, *, as_user: object) -> str | None:
 def job_history(job_id: object, *, as_user: object) -> list[dict[str, Any]]:
     """The events of a job that `as_user` may see, oldest first; JobNotFound otherwise."""
     return show_job(job_id, as_user=as_user)[1]
+
+
+def status_counts(*, as_user: object, cap: int) -> dict[str, int]:
+    """How many of the jobs `as_user` may see hold each status, each counted up to `cap` + 1
+    (db.queries.status_counts): a member's own jobs, an admin's organization's."""
+    with scope.as_user(as_user) as viewer:
+        return queries.status_counts(
+            cap=cap,
+            organization_id=viewer.organization_id,
+            user_id=None if viewer.is_admin else viewer.user_id,
+        )
+
+
+def user_emails(user_ids: list[object], *, as_user: object) -> dict[str, str]:
+    """The emails of these users (by id, as text) that `as_user` may see: their organization's."""
+    with scope.as_user(as_user):
+        return queries.user_emails(user_ids)

@@ -14,11 +14,16 @@ from dramatiq.middleware import Interrupt
 from db import transitions
 from db.connection import reconnecting
 from db.group_commit import GroupCommit
+from db.measures import WRITE_SECONDS_BOUNDS, Histogram
 
 log = structlog.get_logger(__name__)
 
 #: A status write, given the GroupCommit to go through (None: this thread's own connection).
 Write = Callable[[GroupCommit | None], transitions.Outcome]
+
+#: How long this process's status hooks waited for their writes, retries included: starts
+#: (mark_active) and ends (every other write). Reported by middleware/report.py.
+WRITE_SECONDS = {"start": Histogram(WRITE_SECONDS_BOUNDS), "end": Histogram(WRITE_SECONDS_BOUNDS)}
 
 
 def awaited(commits: GroupCommit | None, write: Write, *, what: str, deadline_s: float) -> transitions.Outcome:
@@ -33,7 +38,11 @@ def awaited(commits: GroupCommit | None, write: Write, *, what: str, deadline_s:
         tries += 1
         return write(commits if tries == 1 else None)
 
-    return reconnecting(attempt, what=what, deadline_s=deadline_s)
+    started = time.perf_counter()
+    try:
+        return reconnecting(attempt, what=what, deadline_s=deadline_s)
+    finally:
+        WRITE_SECONDS["start" if what == "mark_active" else "end"].observe(time.perf_counter() - started)
 
 
 def until_written(

@@ -64,7 +64,7 @@ class Lease:
     def __init__(self, *, window_s: float, margin_s: float) -> None:
         self.window_s = window_s
         self.margin_s = margin_s
-        # Notified whenever the lease is renewed or closed, and when a job is watched.
+        # Notified whenever the lease is renewed or closed.
         self._changed = threading.Condition(threading.RLock())
         self._sent_at = -math.inf
         # When the lease ends, by this process's count: the latest end of a renewal's lease, the
@@ -142,7 +142,9 @@ class Lease:
             self._watched[threading.get_ident()] = [job_id, False]
             if not self._armed:
                 self._backstop()
-            self._changed.notify_all()
+            # The watchdog is not woken: the lease is live, so it sleeps until stop_at() at the
+            # latest, and then finds this thread among the watched (a wake-up per job was a
+            # thread switch per job, for nothing).
 
     def unwatch(self, *, stopped: bool) -> None:
         """The calling thread's job has ended (`stopped`: by LeaseExpired)."""

@@ -139,6 +139,11 @@ def configure_logging(fmt: str = "auto", level: str = "INFO", stream: TextIO | N
     # The dramatiq CLI installs its own handlers before it imports our modules: replace them.
     root.handlers = [handler_for(resolved_format(fmt, stream), stream)]
     root.setLevel(level)
+    # What a LogRecord would look up for every line and no line of ours shows: the caller's file
+    # and line (a walk up the stack; the logging module's documented switch), the thread's name,
+    # the process's name and id. About a third of a line's cost in a worker.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     # Peewee logs every statement with its parameters at DEBUG: job arguments and results.
     logging.getLogger("peewee").setLevel(max(logging.INFO, root.level))
     # Python's warnings become lines in the same format, not bare text between them.
@@ -158,13 +163,28 @@ def handler_for(fmt: str, stream: TextIO) -> logging.Handler:
         # plain_traceback: rich's tracebacks, the default when rich is installed, show locals.
         final = [structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
     handler = InterruptSafeHandler(stream)
+    formatter = _JSONFormatter if fmt == "json" else structlog.stdlib.ProcessorFormatter
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
+        formatter(
             foreign_pre_chain=SHARED,
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final, _mask_rendered],
         )
     )
     return handler
+
+
+class _JSONFormatter(structlog.stdlib.ProcessorFormatter):
+    """ProcessorFormatter, with a short way for the usual line: one of ours with no exception,
+    rendered straight from its event dict (ProcessorFormatter copies the record and runs the
+    logging module's formatter around the same rendering). Same line, a third of the cost."""
+
+    _render = structlog.processors.JSONRenderer()
+
+    def format(self, record: logging.LogRecord) -> str:
+        event = record.msg
+        if type(event) is not _Event or record.exc_info or record.stack_info or "exc_info" in event:
+            return super().format(record)
+        return mask_secrets(self._render(None, "", dict(event)))
 
 
 def _mask_rendered(logger: Any, method: str, line: str) -> str:

@@ -12,6 +12,7 @@ from dramatiq.middleware import Middleware
 
 from db import transitions
 from db.connection import database, reconnecting
+from db.measures import Counter
 
 from .context import current_job
 
@@ -40,10 +41,18 @@ class ProgressWriter:
         self._closed = False
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        #: Reports dropped because `capacity` jobs were waiting already.
+        self.dropped = Counter()
+
+    @property
+    def waiting(self) -> int:
+        """Jobs whose newest report waits to be written."""
+        return len(self._waiting)
 
     def submit(self, job_id: str, attempt: int, progress: int, message: str | None) -> bool:
         with self._cond:
             if job_id not in self._waiting and len(self._waiting) >= self.capacity:
+                self.dropped.add()
                 log.warning(
                     "progress_dropped",
                     job_id=job_id,

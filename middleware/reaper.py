@@ -11,10 +11,14 @@ from dramatiq import Broker
 from dramatiq.brokers.redis import RedisBroker
 
 from db import transitions
+from db.measures import Counter
 
-from . import resend, unacked
+from . import resend, unacked, unsendable
 
 log = structlog.get_logger(__name__)
+
+#: Messages this process put back in their queues from lost consumers (its report).
+REQUEUED = Counter()
 
 # How long a consumer never seen holding a lease is remembered (senders come and go).
 _FORGET_S = 3600.0
@@ -37,7 +41,8 @@ def recover_lost_jobs(
        which `unleased` (kept by the caller from pass to pass) remembers.
     3. Each job taken back whose message was not among those is published again, with the
        options it was sent with; one that can't be (Redis unreachable) is left to reconcile,
-       and the pass raises Redis' error once the rows are taken back.
+       and the pass raises Redis' error once the rows are taken back. One whose stored arguments
+       can't be read (nested too deep, stored before the database's ceilings) is failed instead.
 
     """
     # The consumers first, then the rows: a lease that had run out when the consumers were
@@ -62,14 +67,18 @@ def recover_lost_jobs(
         assert isinstance(broker, RedisBroker)
         ids = unacked.requeue(broker, lost)
         moved.update(ids)
+        REQUEUED.add(len(ids))
         if ids:
             log.warning("messages_requeued", consumers=lost, count=len(ids), job_ids=ids)
-    for job in reaped:
+    for n, job in enumerate(reaped):
         bound = log.bind(
             job_id=job.job_id, job_type=job.job_type, write="awaited", transition=f"active -> {job.outcome}"
         )
         if job.outcome != "retrying":
             bound.error("job_failed_worker_lost")
+            continue
+        if job.unreadable:
+            reaped[n] = unsendable.fail(job)
             continue
         republished = job.job_id not in moved
         if republished:

@@ -8,10 +8,14 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import dq_name
 
 from db import transitions
+from db.measures import Counter
 
-from . import resend
+from . import resend, unsendable
 
 log = structlog.get_logger(__name__)
+
+#: Jobs this process published again because Redis had lost them (its report: middleware/report.py).
+RESENT = Counter()
 
 
 class CannotReconcile(TypeError):
@@ -35,7 +39,10 @@ def reconcile(broker: RedisBroker, *, grace_s: float) -> list[transitions.Reaped
     retrying job (untouched for `grace_s`, so that a send in progress is left alone) whose
     message is not in Redis, due when the job is due (its delay, or its retry's backoff).
     Running and finished jobs are never sent again; a copy that turns out to be extra is
-    skipped by the status guard when it is delivered."""
+    skipped by the status guard when it is delivered. A job whose stored arguments can't be read
+    (nested too deep, stored before the database's ceilings) is failed instead, once: sent again,
+    it would be missing again at every pass. Returns the jobs it acted on, each with its
+    outcome: its status (published again), or 'failed'."""
     if not isinstance(broker, RedisBroker):
         raise CannotReconcile(broker)
     # The rows first, then the broker: a job that finishes in between is sent again and skipped,
@@ -45,8 +52,12 @@ def reconcile(broker: RedisBroker, *, grace_s: float) -> list[transitions.Reaped
         return []
     present = broker_job_ids(broker, {job.queue for job in waiting})
     missing = [job for job in waiting if job.job_id not in present]
-    for job in missing:
+    for n, job in enumerate(missing):
+        if job.unreadable:
+            missing[n] = unsendable.fail(job)
+            continue
         resend.publish(broker, job)
+        RESENT.add()
         log.warning(
             "job_republished",
             job_id=job.job_id,

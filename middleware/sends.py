@@ -126,7 +126,7 @@ class SendRecorder(Middleware):
             if not owner.get("user_id"):
                 raise MissingOwner(message.actor_name)
             options = durable(message.options)
-            problem = storable.problem(options)
+            problem = storable.options_problem(options)
             if problem is not None:
                 raise InvalidArguments(message.actor_name, f"its options are {problem}")
             jobs.append(

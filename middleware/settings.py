@@ -13,7 +13,8 @@ from dataclasses import dataclass, fields
 from db.connection import Limits
 from db.errors import JobError
 from db.redact import mask_url
-from db.storable import StorageLimits
+from db.retention import DAY_MS, Retention
+from db.storable import CEILINGS, StorageLimits
 from db.worker_limits import WorkerLimits
 
 
@@ -85,6 +86,15 @@ class Settings:
     #: JOBS_PROGRESS_INTERVAL_MS: a worker process writes progress at most once this often (the
     #: newest report of each job; each write is announced to the live views, 0018_notifications.sql).
     progress_interval_ms: int = 100
+    #: JOBS_RETAIN_COMPLETED_DAYS, JOBS_RETAIN_FAILED_DAYS, JOBS_RETAIN_CANCELLED_DAYS: how long
+    #: finished jobs are kept, by outcome (0: for ever). The database's rule, recorded by `jobctl
+    #: migrate` (retention()); the workers prune by it every JOBS_PRUNE_S, JOBS_PRUNE_BATCH jobs a
+    #: transaction (JOBS_PRUNE_S=0: this worker never prunes).
+    retain_completed_days: float = 30.0
+    retain_failed_days: float = 90.0
+    retain_cancelled_days: float = 90.0
+    prune_s: float = 300.0
+    prune_batch: int = 500
     #: JOBS_MAX_ARGS_BYTES, JOBS_MAX_ARGS_DEPTH, JOBS_MAX_RESULT_BYTES,
     #: JOBS_MAX_ERROR_MESSAGE_CHARS, JOBS_MAX_ERROR_STACK_CHARS, JOBS_MAX_REASON_CHARS,
     #: JOBS_MAX_DELAY_MS: limits on what is stored (db.storable.StorageLimits says what each bounds).
@@ -124,6 +134,10 @@ class Settings:
                 "JOBS_RECOVERY_WINDOW_S minus JOBS_LEASE_MARGIN_S must be more than twice JOBS_HEARTBEAT_S, "
                 "or live workers stop their jobs for want of a renewed lease"
             )
+        if min(self.retain_completed_days, self.retain_failed_days, self.retain_cancelled_days) < 0:
+            raise ConfigurationError("JOBS_RETAIN_*_DAYS must be 0 (keep for ever) or more")
+        if self.prune_s < 0 or not 1 <= self.prune_batch <= 10_000:
+            raise ConfigurationError("JOBS_PRUNE_S must be 0 (never) or more, JOBS_PRUNE_BATCH from 1 to 10000")
         if self.max_deliveries < 1:
             raise ConfigurationError("JOBS_MAX_DELIVERIES must be 1 or more")
         if self.log_format not in ("auto", "json", "console"):
@@ -131,6 +145,10 @@ class Settings:
         for name in (field.name for field in fields(StorageLimits)):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"JOBS_{name.upper()} must be 1 or more")
+            # Past the database's own ceiling, what this process accepts the database refuses.
+            ceiling = getattr(CEILINGS, name)
+            if getattr(self, name) > ceiling:
+                raise ConfigurationError(f"JOBS_{name.upper()} may be {ceiling} at most: the database stores no more")
         for name in ("db_connect_timeout_s", "db_statement_timeout_ms", "db_lock_timeout_ms", "db_keepalive_s"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"JOBS_{name.upper()} must be 1 or more")
@@ -155,6 +173,14 @@ class Settings:
             max_lease_ms=int(self.recovery_window_s * 1000),
             max_deliveries=self.max_deliveries,
             max_delay_ms=self.max_delay_ms,
+        )
+
+    def retention(self) -> Retention:
+        """What `jobctl migrate` records as how long finished jobs are kept, by outcome."""
+        return Retention(
+            completed_ms=round(self.retain_completed_days * DAY_MS),
+            failed_ms=round(self.retain_failed_days * DAY_MS),
+            cancelled_ms=round(self.retain_cancelled_days * DAY_MS),
         )
 
     def storage_limits(self) -> StorageLimits:

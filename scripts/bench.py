@@ -7,13 +7,18 @@
   scripts/bench.py ceiling [--jobs N] [--threads T] [--rounds R]
 
 throughput: the same trivial job through real `dramatiq` worker processes, in configurations
-alternated within one run (bare, full, full-batch, bare, full, ...): `bare` is Dramatiq with no
-status middleware, `full` this system sending one job at a time, `full-batch` this system
-sending with send_jobs in batches of B; `bare-paced` and `full-paced` send at --rate jobs/s,
-the cost of a job on a machine that is not saturated. Medians over the rounds of: send rate,
-end-to-end throughput (first send to last completion), latency per job (send to completion)
-p50/p99, and for the full system the time inside each status hook and the writes per commit.
-Then the ratios full/bare, beside the targets of issue 6.
+alternated within one run (bare, naive, full, full-batch, bare, naive, ...): `bare` is Dramatiq
+with no status middleware; `naive` the naive prototype this system is measured against (three
+autocommit statements per job: an INSERT at send, an UPDATE to active, an UPDATE to completed;
+no event, no guard, no group commit; same worker shape); `full` this system sending one job at
+a time, `full-batch` this system sending with send_jobs in batches of B; `bare-paced` and
+`full-paced` send at --rate jobs/s, the cost of a job on a machine that is not saturated.
+Medians over the rounds of: send rate, end-to-end throughput (first send to last completion),
+latency per job (send to completion) p50/p99, CPU per job (the whole machine's, from
+/proc/stat, and our processes' alone: scripts/bench_cpu.py), the end-to-end ceiling that CPU
+per job allows on this machine's cores and each throughput as a fraction of it, and for the
+full system the time inside each status hook and the writes per commit. Then the ratios
+beside the targets of issue 14. Every line says the load average: the machine is shared.
 
 scale: job_status filled by SQL to each size, then the send rate and the latency of the
 product's reads (show and list, as a user, under row-level security) at that size.
@@ -47,6 +52,9 @@ sys.path.insert(0, str(ROOT))
 
 from middleware.settings import Settings  # noqa: E402
 
+#: Redis namespace of the benchmark (BENCH_NAMESPACE: two benchmarks on one Redis at once).
+NAMESPACE = os.environ.get("BENCH_NAMESPACE", "jobs-bench")
+
 
 def _bench_env() -> dict[str, str]:
     """The environment of the benchmark: its own database and Redis namespace."""
@@ -61,8 +69,10 @@ def _bench_env() -> dict[str, str]:
         "WORKER_DATABASE_URL": renamed(settings.worker_database_url),
         "ADMIN_DATABASE_URL": renamed(settings.admin_database_url),
         "REDIS_URL": settings.redis_url,
-        "JOBS_NAMESPACE": "jobs-bench",
-        "BENCH_BARE_NAMESPACE": "jobs-bench-bare",
+        "JOBS_NAMESPACE": NAMESPACE,
+        "BENCH_BARE_NAMESPACE": NAMESPACE + "-bare",
+        # The naive prototype has no roles: it writes its own table as its owner.
+        "BENCH_NAIVE_DATABASE_URL": renamed(settings.admin_database_url),
         "JOBS_LOG_FORMAT": "json",
         "JOBS_LOG_LEVEL": os.environ.get("JOBS_LOG_LEVEL", "INFO"),
     }
@@ -73,6 +83,7 @@ os.environ.update(_bench_env())
 import dramatiq  # noqa: E402
 import psycopg2  # noqa: E402
 import redis  # noqa: E402
+from bench_cpu import descendants, load_average, machine_cpu_s, snapshot, spent  # noqa: E402
 from dramatiq.brokers.redis import RedisBroker  # noqa: E402
 from polling import wait_until  # noqa: E402
 
@@ -86,8 +97,23 @@ from middleware import SendRecorder  # noqa: E402
 from middleware.log_format import configure_logging  # noqa: E402
 from middleware.options import PUBLISH_ONLY  # noqa: E402
 
-DONE_KEY = "jobs-bench:done"
-CONFIGS = ("bare", "full", "full-batch", "bare-paced", "full-paced")
+DONE_KEY = NAMESPACE + ":done"
+CONFIGS = ("bare", "naive", "full", "full-batch", "bare-paced", "full-paced")
+#: The cores of this machine, all of which a run may use: the ceiling is CORES / CPU per job.
+CORES = os.cpu_count() or 1
+NAIVE_TABLE = """
+CREATE TABLE IF NOT EXISTS naive_jobs (
+    job_id uuid PRIMARY KEY,
+    job_type text NOT NULL,
+    user_id uuid NOT NULL,
+    args jsonb NOT NULL,
+    status text NOT NULL,
+    worker_id text,
+    result jsonb,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    started_at timestamptz,
+    completed_at timestamptz
+)"""
 HOOKS = ("before_enqueue", "before_process_message", "after_process_message")
 
 
@@ -106,6 +132,26 @@ class Phase:
     hooks: dict[str, list[float]] = field(default_factory=dict)
     #: The workers' status writes per transaction (group commit), over the whole phase.
     writes_per_commit: float = 0.0
+    #: CPU seconds over the timed part of the phase: the whole machine's, and our processes'.
+    machine_cpu_s: float = 0.0
+    own_cpu_s: float = 0.0
+    #: Our processes' CPU seconds by part: sender, workers, postgres, redis.
+    parts_s: dict[str, float] = field(default_factory=dict)
+    #: The load average when the phase ended (1, 5, 15 minutes).
+    load: str = ""
+
+    @property
+    def cpu_ms_per_job(self) -> float:
+        return 1000 * self.machine_cpu_s / self.sends
+
+    @property
+    def own_cpu_ms_per_job(self) -> float:
+        return 1000 * self.own_cpu_s / self.sends
+
+    @property
+    def ceiling(self) -> float:
+        """End-to-end jobs/s that this machine's cores allow at this CPU per job (our processes')."""
+        return CORES * 1000 / self.own_cpu_ms_per_job if self.own_cpu_s else 0.0
 
     @property
     def send_rate(self) -> float:
@@ -131,6 +177,10 @@ class Bench:
         self._time_sender_hooks()
         tenants = seed(os.environ["ADMIN_DATABASE_URL"])
         self.user = tenants["organizations"][0]["users"][1]["id"]
+        self.naive = psycopg2.connect(os.environ["BENCH_NAIVE_DATABASE_URL"])
+        self.naive.autocommit = True
+        with self.naive.cursor() as cursor:
+            cursor.execute(NAIVE_TABLE)
         self.log = tempfile.NamedTemporaryFile(prefix="bench-workers-", suffix=".log", delete=False)
 
     def _time_sender_hooks(self) -> None:
@@ -176,16 +226,44 @@ class Bench:
             now = time.time()
             if config.startswith("bare"):
                 sent_at[self.bare_actor.send().message_id] = now
+            elif config == "naive":
+                sent_at[self._send_naive()] = now
             else:
                 sent_at[service.send_job("test_job", user_id=self.user)] = now
         return sent_at
+
+    def _send_naive(self) -> str:
+        """The naive prototype's send: its row inserted (autocommit), then its message published."""
+        message = self.bare_actor.message()
+        with self.naive.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO naive_jobs (job_id, job_type, user_id, args, status) VALUES (%s, %s, %s, %s, 'pending')",
+                (message.message_id, message.actor_name, self.user, json.dumps(message.kwargs)),
+            )
+        self.bare_broker.enqueue(message)
+        return message.message_id
+
+    def _ours(self, workers: int) -> dict[str, list[int]]:
+        """Our processes, by part: this one (the sender), the worker processes, the sessions of the
+        benchmark's database and PostgreSQL's WAL writer (each commit's flush), Redis."""
+        with self.naive.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() OR backend_type = 'walwriter'"
+            )
+            backends = [pid for (pid,) in cursor.fetchall()]
+        return {
+            "sender": [os.getpid()],
+            "workers": descendants(workers),
+            "postgres": backends,
+            "redis": [int(self.redis.info("server")["process_id"])],
+        }
 
     def phase(self, config: str) -> Phase:
         self._clean()
         env = {
             **os.environ,
             "DATABASE_URL": os.environ["WORKER_DATABASE_URL"],  # workers log in as workers
-            "BENCH_CONFIG": "bare" if config.startswith("bare") else "full",
+            "BENCH_CONFIG": "bare" if config.startswith("bare") else config if config == "naive" else "full",
             "BENCH_DONE_KEY": DONE_KEY,
         }
         workers = subprocess.Popen(
@@ -214,6 +292,8 @@ class Bench:
             self.redis.delete(DONE_KEY)
             self.enqueue_s.clear()
 
+            before = {part: snapshot(pids) for part, pids in self._ours(workers.pid).items()}
+            machine_before = machine_cpu_s()
             first = time.time()
             count = self.args.paced_jobs if config.endswith("-paced") else self.args.jobs
             sent_at = self.send(config, count)
@@ -223,6 +303,8 @@ class Bench:
                 what=f"{count} {config} jobs to finish (worker log: {self.log.name})",
                 timeout=300,
             )
+            machine_s = machine_cpu_s() - machine_before
+            parts_s = {part: spent(before[part], snapshot(pids)) for part, pids in self._ours(workers.pid).items()}
             reports = [json.loads(raw) for raw in self.redis.lrange(DONE_KEY, 0, -1)]
         finally:
             # To the main process only: it passes SIGTERM on, and a second one kills the workers.
@@ -239,10 +321,14 @@ class Bench:
             send_s,
             max(r["done"] for r in done.values()) - first,
             [done[job_id]["done"] - sent for job_id, sent in sent_at.items()],
+            machine_cpu_s=machine_s,
+            own_cpu_s=sum(parts_s.values()),
+            parts_s=parts_s,
+            load=load_average(),
         )
         if stats:
             phase.writes_per_commit = sum(s["writes"] for s in stats) / max(1, sum(s["transactions"] for s in stats))
-        if not config.startswith("bare"):
+        if config.startswith("full"):
             phase.hooks["before_enqueue"] = list(self.enqueue_s)
             for hook in HOOKS[1:]:
                 phase.hooks[hook] = [done[job_id][hook] for job_id in sent_at]
@@ -255,7 +341,7 @@ class Bench:
         admin = psycopg2.connect(os.environ["ADMIN_DATABASE_URL"])
         admin.autocommit = True
         with admin.cursor() as cursor:
-            cursor.execute("TRUNCATE job_events, job_status, workers")
+            cursor.execute("TRUNCATE job_events, job_status, workers, naive_jobs")
         admin.close()
 
 
@@ -263,11 +349,12 @@ def run_throughput(args: argparse.Namespace) -> int:
     configs = args.configs.split(",")
     if not configs or set(configs) - set(CONFIGS):
         raise SystemExit(f"bench: --configs takes some of {', '.join(CONFIGS)}, not {args.configs!r}")
-    systems = [config for config in configs if not config.startswith("bare")]
+    systems = [config for config in configs if config.startswith("full")]
     bench = Bench(args)
     print(
         f"bench throughput: jobs={args.jobs} rounds={args.rounds} processes={args.processes} "
-        f"threads={args.threads} batch={args.batch} paced={args.paced_jobs}@{args.rate:.0f}/s | {machine()}",
+        f"threads={args.threads} batch={args.batch} paced={args.paced_jobs}@{args.rate:.0f}/s | {machine()}"
+        f" | load {load_average()}",
         flush=True,
     )
     phases: dict[str, list[Phase]] = {config: [] for config in configs}
@@ -279,7 +366,9 @@ def run_throughput(args: argparse.Namespace) -> int:
             print(
                 f"  round {round_no} {config:<10} send {phase.send_rate:7.0f}/s  end-to-end {phase.throughput:6.0f}/s"
                 f"  latency p50 {1000 * percentile(phase.latencies, 50):6.1f} ms"
-                f" p99 {1000 * percentile(phase.latencies, 99):6.1f} ms  {hooks}"
+                f" p99 {1000 * percentile(phase.latencies, 99):6.1f} ms"
+                f"  cpu/job {phase.cpu_ms_per_job:.2f} ms (ours {phase.own_cpu_ms_per_job:.2f})"
+                f"  load {phase.load}  {hooks}"
                 + (f" writes/commit={phase.writes_per_commit:.1f}" if phase.writes_per_commit else ""),
                 flush=True,
             )
@@ -287,14 +376,30 @@ def run_throughput(args: argparse.Namespace) -> int:
     def median_of(config: str, metric: Callable[[Phase], float]) -> float:
         return statistics.median(metric(phase) for phase in phases[config])
 
-    print("\nmedians over the rounds:")
-    print(f"  {'config':<10} {'send/s':>8} {'e2e/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"\nmedians over the rounds (cpu/job in ms; ceiling: {CORES} cores / our processes' cpu per job):")
+    print(
+        f"  {'config':<10} {'send/s':>8} {'e2e/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
+        f" {'cpu/job':>8} {'ours':>6} {'ceiling':>8} {'e2e/ceil':>8}"
+    )
     for config in configs:
         print(
             f"  {config:<10} {median_of(config, lambda p: p.send_rate):8.0f}"
             f" {median_of(config, lambda p: p.throughput):8.0f}"
             f" {median_of(config, lambda p: 1000 * percentile(p.latencies, 50)):8.1f}"
             f" {median_of(config, lambda p: 1000 * percentile(p.latencies, 99)):8.1f}"
+            f" {median_of(config, lambda p: p.cpu_ms_per_job):8.2f}"
+            f" {median_of(config, lambda p: p.own_cpu_ms_per_job):6.2f}"
+            f" {median_of(config, lambda p: p.ceiling):8.0f}"
+            f" {median_of(config, lambda p: p.throughput / p.ceiling if p.ceiling else 0.0):8.2f}"
+        )
+    print("\nour processes' cpu per job, by part (ms, medians over the rounds):")
+    for config in configs:
+        parts = phases[config][0].parts_s
+        print(
+            f"  {config:<10} "
+            + "  ".join(
+                f"{part} {median_of(config, lambda p, n=part: 1000 * p.parts_s[n] / p.sends):.2f}" for part in parts
+            )
         )
     print("\nstatus hooks of the full system (medians over the rounds of each round's p50 / p99):")
     for config in systems:
@@ -309,7 +414,12 @@ def run_throughput(args: argparse.Namespace) -> int:
     def ratio(config: str, base: str, metric: Callable[[Phase], float]) -> str:
         if config not in phases or base not in phases:
             return "n/a"
-        return f"{median_of(config, metric) / median_of(base, metric):.2f}"
+        return f"{median_of(config, metric) / median_of(base, metric):.2f}x"
+
+    def difference(config: str, base: str, metric: Callable[[Phase], float]) -> str:
+        if config not in phases or base not in phases:
+            return "n/a"
+        return f"{median_of(config, metric) - median_of(base, metric):+.2f} ms"
 
     def added_p50_ms(config: str, base: str) -> str:
         if config not in phases or base not in phases:
@@ -325,15 +435,23 @@ def run_throughput(args: argparse.Namespace) -> int:
         return f"{sum(median_of(config, lambda p, h=h: 1000 * percentile(p.hooks[h], 50)) for h in HOOKS):.3f} ms"
 
     throughput, send_rate = (lambda p: p.throughput), (lambda p: p.send_rate)
-    print("\nfull system / bare Dramatiq, medians of this run (targets in brackets):")
-    print(f"  end-to-end throughput, batch sends   {ratio('full-batch', 'bare', throughput)}x  [>= 0.85]")
-    print(f"  end-to-end throughput, single sends  {ratio('full', 'bare', throughput)}x")
-    print(f"  send rate, batch sends               {ratio('full-batch', 'bare', send_rate)}x  [>= 0.8]")
-    print(f"  send rate, single sends              {ratio('full', 'bare', send_rate)}x")
-    print(f"  awaited status writes p50, paced     {hooks_p50('full-paced')} per job  [<= 1 ms]")
-    print(f"  awaited status writes p50, saturated {hooks_p50('full-batch')} per job")
-    print(f"  added latency p50 per job, paced     {added_p50_ms('full-paced', 'bare-paced')}")
-    print(f"\nworker logs: {bench.log.name}")
+    cpu, own = (lambda p: p.cpu_ms_per_job), (lambda p: p.own_cpu_ms_per_job)
+    print("\nthe full system against the naive prototype and bare Dramatiq, medians of this run [targets]:")
+    print(f"  end-to-end, batch sends / naive          {ratio('full-batch', 'naive', throughput):>9}  [>= 1.0x]")
+    print(f"  end-to-end, single sends / naive         {ratio('full', 'naive', throughput):>9}")
+    print(f"  send rate, single sends / naive          {ratio('full', 'naive', send_rate):>9}  [>= 0.9x]")
+    print(f"  send rate, batch sends / naive           {ratio('full-batch', 'naive', send_rate):>9}")
+    print(f"  cpu/job, single sends - naive (machine)  {difference('full', 'naive', cpu):>9}  [<= +0.3 ms]")
+    print(f"  cpu/job, single sends - naive (ours)     {difference('full', 'naive', own):>9}  [<= +0.3 ms]")
+    print(f"  cpu/job, batch sends - naive (machine)   {difference('full-batch', 'naive', cpu):>9}  [<= +0.3 ms]")
+    print(f"  cpu/job, batch sends - naive (ours)      {difference('full-batch', 'naive', own):>9}  [<= +0.3 ms]")
+    print(f"  awaited status writes p50, paced         {hooks_p50('full-paced'):>9} per job  [<= 1 ms]")
+    print(f"  added latency p50 per job, paced         {added_p50_ms('full-paced', 'bare-paced'):>9}  [<= 3 ms]")
+    print(f"  awaited status writes p50, saturated     {hooks_p50('full-batch'):>9} per job")
+    print(f"  end-to-end, batch sends / bare           {ratio('full-batch', 'bare', throughput):>9}")
+    print(f"  naive end-to-end / bare                  {ratio('naive', 'bare', throughput):>9}")
+    print(f"\nload average at the end: {load_average()}")
+    print(f"worker logs: {bench.log.name}")
     return 0
 
 

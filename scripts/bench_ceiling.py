@@ -16,6 +16,8 @@ import threading
 import time
 import uuid
 
+from bench_cpu import machine_cpu_s
+
 from db import transitions
 from db.connection import database
 from db.fixtures import seed
@@ -25,14 +27,6 @@ from db.group_commit import GroupCommit
 WORKER = f"ceiling:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 BATCH = 100
-
-
-def machine_cpu_s() -> float:
-    """CPU time spent by the whole machine so far (every process, user and system)."""
-    with open("/proc/stat") as stat:
-        fields = [int(value) for value in stat.readline().split()[1:]]
-    idle = fields[3] + fields[4]
-    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def enqueue_one(job_id: str, user: str) -> None:

@@ -3,8 +3,9 @@
 job_status is filled by SQL (not through the queue) to each size in turn, spread evenly over 100
 organizations of 10 users each, with the status mix of a system that has run for a while and
 two events per job. At each size: the send rate (single sends and batches), and the latency of
-`show` (service.show_job, as `jobctl show --as` calls it) and of `list` (the newest 50), as users
-see them through db.scope.as_user and row-level security, exactly as services call them.
+`show` (service.show_job, as `jobctl show --as` calls it), of `list` (the newest 50) and of the
+dashboard's status counts, as users see them through db.scope.as_user and row-level security,
+exactly as services call them (an operator's counts on the services' connection).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from collections.abc import Callable
 
 import psycopg2
 
+from db import queries
 from db.fixtures import seed
-from jobs import service
+from jobs import reads, service
 
 ORGS = 100
 USERS_PER_ORG = 10
@@ -161,7 +163,7 @@ def run_scale(args: argparse.Namespace) -> int:
     print(f"bench scale: sizes={sizes} samples={args.samples} orgs={ORGS}x{USERS_PER_ORG} users | batch={args.batch}")
     print(
         f"  {'rows':>9} {'org rows':>8} {'fill s':>7} {'send/s':>7} {'batch/s':>8}  {'show p50/p99 ms':>16}  {'list org':>12}"
-        f"  {'list failed':>12}  {'list member':>12}"
+        f"  {'list failed':>12}  {'list member':>12}  {'counts ops':>12}  {'counts org':>12}  {'counts member':>13}"
     )
     for size in sizes:
         fill_s = fill(admin_url, size)
@@ -179,6 +181,11 @@ def run_scale(args: argparse.Namespace) -> int:
             timed(lambda: service.list_jobs(as_user=admin, limit=50), args.samples),
             timed(lambda: service.list_jobs(as_user=admin, status="failed", limit=50), args.samples),
             timed(lambda: service.list_jobs(as_user=member, limit=50), args.samples),
+            # The dashboard's status counts (each status up to 1,000): an operator's, on the
+            # services' connection; an admin's and a member's, through as_user.
+            timed(lambda: queries.status_counts(cap=1_000), args.samples),
+            timed(lambda: reads.status_counts(as_user=admin, cap=1_000), args.samples),
+            timed(lambda: reads.status_counts(as_user=member, cap=1_000), args.samples),
         ]
         cells = "  ".join(f"{p50:6.2f} / {p99:5.2f}" for p50, p99 in results)
         print(f"  {size:>9} {org_rows:>8} {fill_s:7.1f} {single:7.0f} {batched:8.0f}  {cells}", flush=True)

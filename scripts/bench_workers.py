@@ -1,7 +1,9 @@
 """The worker side of scripts/bench.py, run as `dramatiq bench_workers --path . scripts`.
 
 BENCH_CONFIG=bare: Dramatiq as it comes (a RedisBroker and its default middleware) with a
-trivial `test_job`. BENCH_CONFIG=full: this system's broker (`actors`), whose `test_job` with no
+trivial `test_job`. BENCH_CONFIG=naive: the same, plus the naive prototype's two writes per job
+(NaiveStatus: an autocommit UPDATE to active before the job, one to completed after it, on a
+connection per thread, no event, no guard). BENCH_CONFIG=full: this system's broker (`actors`), whose `test_job` with no
 arguments is as trivial. Both report each finished job, after every other after-hook has run,
 to the Redis list BENCH_DONE_KEY: its id, when it finished, and for the full system the time
 spent in the status hooks. The reports are buffered and pushed by one thread, so that the probe
@@ -17,6 +19,7 @@ import time
 from typing import Any
 
 import dramatiq
+import psycopg2
 import redis
 from dramatiq.middleware import Middleware
 
@@ -66,6 +69,36 @@ class Probe(Middleware):
             self.client.rpush(DONE_KEY, *batch)
 
 
+class NaiveStatus(Middleware):
+    """The naive prototype's status writes: one autocommit UPDATE each, by id, on the thread's
+    own connection; the row was inserted by the sender (scripts/bench.py, naive_jobs)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.local = threading.local()
+        self.worker = f"naive:{os.getpid()}"
+
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = psycopg2.connect(self.url)
+            conn.autocommit = True
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+
+    def before_process_message(self, broker: Any, message: Any) -> None:
+        self._execute(
+            "UPDATE naive_jobs SET status = 'active', started_at = now(), worker_id = %s WHERE job_id = %s",
+            (self.worker, message.message_id),
+        )
+
+    def after_process_message(self, broker: Any, message: Any, *, result: Any = None, exception: Any = None) -> None:
+        self._execute(
+            "UPDATE naive_jobs SET status = %s, completed_at = now(), result = %s WHERE job_id = %s",
+            ("completed" if exception is None else "failed", json.dumps(result), message.message_id),
+        )
+
+
 def timed(middleware: Middleware, hook: str, timings: dict[str, dict[str, float]]) -> None:
     """Wraps one hook of `middleware` (this instance only) to record its duration per message."""
     original = getattr(middleware, hook)
@@ -81,10 +114,12 @@ def timed(middleware: Middleware, hook: str, timings: dict[str, dict[str, float]
 
 
 timings: dict[str, dict[str, float]] = {}
-if CONFIG == "bare":
+if CONFIG in ("bare", "naive"):
     from dramatiq.brokers.redis import RedisBroker
 
     broker = RedisBroker(url=os.environ["REDIS_URL"], namespace=os.environ["BENCH_BARE_NAMESPACE"])
+    if CONFIG == "naive":
+        broker.add_middleware(NaiveStatus(os.environ["BENCH_NAIVE_DATABASE_URL"]))
     dramatiq.set_broker(broker)
 
     @dramatiq.actor(actor_name="test_job")

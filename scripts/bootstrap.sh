@@ -7,8 +7,9 @@
 #   scripts/bootstrap.sh          the servers of ADMIN_DATABASE_URL, DATABASE_URL and REDIS_URL
 #                                 (defaults in middleware/settings.py), then `jobctl migrate`
 #   scripts/bootstrap.sh --tests  the servers of TEST_DATABASE_ADMIN_URL and TEST_REDIS_URL
-#                                 (defaults in tests/conftest.py); nothing to migrate: every test
-#                                 run creates its own databases
+#                                 (defaults in tests/conftest.py), and Debian's Chromium for the
+#                                 browser tests (apt-get, if it is missing); nothing to migrate:
+#                                 every test run creates its own databases
 #
 # The virtualenv is made by ${PYTHON:-python3} in ${VENV:-.venv}. Upper-case names in this
 # script are the environment's (tests/unit/test_scripts.py holds the README to naming them).
@@ -34,6 +35,11 @@ if [ "$(cat "$venv/.bootstrap-stamp" 2>/dev/null)" != "$stamp" ]; then
   "$venv/bin/python" -m pip install --quiet -e '.[test]'
   echo "$stamp" >"$venv/.bootstrap-stamp"
 fi
+# The project's bytecode, written now: an editable install leaves it to the first import, which
+# writes nothing where PYTHONDONTWRITEBYTECODE is set, and then every `jobctl`, worker and
+# server process compiles the project again (0.12 s of CPU a command). Only what changed is
+# compiled again.
+"$venv/bin/python" -m compileall -q -j 0 actors db jobs middleware web scripts tests >/dev/null
 
 # The servers, one a line: KIND VARIABLE HOST PORT PLACE ADDRESS URL, where PLACE is `local`
 # when HOST is this machine (then ADDRESS is where a server started here listens), read with
@@ -119,6 +125,19 @@ wait_until() {  # wait_until DESCRIPTION COMMAND...: up to 30 s
   die "$what did not come up within 30 s"
 }
 
+# The browser tests drive Debian's Chromium through Playwright (tests/browser): the package, never
+# a browser that Playwright would download (`playwright install` is never run). setup.cfg pins the
+# Playwright release that targets its version.
+if [ "$for_tests" = 1 ] && [ ! -x /usr/bin/chromium ]; then
+  command -v apt-get >/dev/null || die "the browser tests need Debian's chromium package (/usr/bin/chromium), and apt-get is missing"
+  echo "bootstrap: installing Debian's chromium for the browser tests"
+  as_root=()
+  [ "$(id -u)" = 0 ] || as_root=(sudo -n)
+  "${as_root[@]}" apt-get update -qq </dev/null || die "apt-get update failed: install the chromium package as root"
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium </dev/null \
+    || die "apt-get install chromium failed: install it as root"
+fi
+
 command -v pg_isready >/dev/null || die "pg_isready is missing (apt-get install postgresql-client)"
 command -v redis-cli >/dev/null || die "redis-cli is missing (apt-get install redis-tools)"
 list=$(servers)
@@ -132,5 +151,21 @@ while read -r kind variable host port place address url <&3; do
   esac
   wait_until "$kind at $where" answers "$kind" "$url"
 done 3<<<"$list"
+
+# promtool, for the tests of the example alerting rules (tests/unit/test_alerts.py): taken from
+# Debian's prometheus package and unpacked alone, into /usr/local/bin when that can be written
+# (where every later run finds it on the PATH), else into the virtualenv. The package is not
+# installed: that would start a Prometheus server.
+if [ "$for_tests" = 1 ] && ! command -v promtool >/dev/null && [ ! -x "$venv/bin/promtool" ]; then
+  where=$venv/bin
+  [ -w /usr/local/bin ] && where=/usr/local/bin
+  echo "bootstrap: fetching promtool (Debian's prometheus package) into $where"
+  work=$(mktemp -d)
+  (cd "$work" && { apt-get download prometheus || { apt-get update && apt-get download prometheus; }; } >/dev/null 2>&1) ||
+    die "could not download Debian's prometheus package, which has promtool (apt-get download prometheus)"
+  dpkg-deb --fsys-tarfile "$work"/prometheus_*.deb | tar -xO ./usr/bin/promtool >"$work/promtool"
+  install -m 0755 "$work/promtool" "$where/promtool"
+  rm -rf "$work"
+fi
 
 [ "$for_tests" = 1 ] || "$venv/bin/jobctl" migrate

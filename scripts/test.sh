@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh --tests
-# Three pytest workers per core: most tests wait on worker processes, leases and the database,
-# not on the CPU (measured on 2 cores: 37 s, against 55 s with two per core).
-exec "${VENV:-.venv}/bin/python" -m pytest -n "${TEST_WORKERS:-$(($(nproc) * 3))}" "$@"
+# Three pytest workers per core, fewer when the database server has too few free connections
+# for them (scripts/test_workers.py).
+workers=${TEST_WORKERS:-$("${VENV:-.venv}/bin/python" scripts/test_workers.py)}
+exec "${VENV:-.venv}/bin/python" -m pytest -n "$workers" "$@"

@@ -160,15 +160,18 @@ class Org:
 @pytest.fixture(autouse=True)
 def tenants(settings, admin_db) -> SimpleNamespace:
     """A clean database holding the seed's two organizations, and the configured limits of the
-    workers' calls (a test may change them: tests.helpers.worker_limits)."""
-    from db import worker_limits
+    workers' calls (a test may change them: tests.helpers.worker_limits) and retention; the
+    counters of /metrics at zero."""
+    from db import retention, worker_limits
     from db.fixtures import seed
 
     with admin_db.cursor() as cursor:
         cursor.execute(
-            "TRUNCATE job_events, job_status, workers, course_modules, courses, users, organizations RESTART IDENTITY CASCADE"
+            "TRUNCATE job_events, job_status, workers, course_modules, courses, users, organizations,"
+            " job_metrics, worker_reports RESTART IDENTITY CASCADE"
         )
         worker_limits.write(cursor, settings.worker_limits())
+        retention.write(cursor, settings.retention())
     orgs = []
     for org in seed(settings.admin_database_url)["organizations"]:
         users = org["users"]

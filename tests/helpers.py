@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import psycopg2
 
@@ -115,3 +117,55 @@ def events(job_id: str) -> list[tuple[str, str | None, str | None, int]]:
 
 def count(table: str) -> int:
     return database.execute_sql(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def insert_job(organization: str, user: str, status: str, *, age_s: float, job_type: str = "test_job") -> str:
+    """A job written straight into the tables by the administrator, as if it had reached `status`
+    `age_s` seconds ago (a finished job ended then; a waiting or running one was last touched
+    then), with the events it would have: what retention is tested on, without waiting days."""
+    return insert_jobs(organization, user, status, age_s=age_s, job_type=job_type)[0]
+
+
+def insert_jobs(
+    organization: str, user: str, status: str, *, age_s: float, job_type: str = "test_job", count: int = 1
+) -> list[str]:
+    """`count` jobs as insert_job makes one, in one statement."""
+    attempts = 0 if status == "pending" else 1
+    ended = {"completed": "completed_at", "failed": "failed_at", "cancelled": "cancelled_at"}.get(status)
+    rows = as_admin(
+        "WITH t AS (SELECT clock_timestamp() - %(age)s * interval '1 second' AS at),"
+        " j AS (INSERT INTO job_status (job_id, job_type, queue, organization_id, user_id, status, attempts,"
+        "   max_attempts, progress, created_at, started_at, completed_at, failed_at, cancelled_at, updated_at, worker_id)"
+        " SELECT gen_random_uuid(), %(type)s, 'default', %(org)s, %(user)s, %(status)s, %(attempts)s, 4,"
+        "   CASE WHEN %(status)s = 'completed' THEN 100 ELSE 0 END, t.at - interval '2 seconds',"
+        "   CASE WHEN %(attempts)s > 0 THEN t.at - interval '1 second' END,"
+        "   CASE WHEN %(ended)s = 'completed_at' THEN t.at END, CASE WHEN %(ended)s = 'failed_at' THEN t.at END,"
+        "   CASE WHEN %(ended)s = 'cancelled_at' THEN t.at END, t.at,"
+        "   CASE WHEN %(attempts)s > 0 THEN 'gone:1:1/1' END FROM t, generate_series(1, %(count)s)"
+        "   RETURNING job_id, created_at, started_at),"
+        " e AS (INSERT INTO job_events (job_id, event, from_status, to_status, attempt, created_at)"
+        "   SELECT job_id, 'enqueued', NULL, 'pending', 0, created_at FROM j"
+        "   UNION ALL SELECT job_id, 'started', 'pending', 'active', 1, started_at FROM j WHERE started_at IS NOT NULL"
+        "   UNION ALL SELECT job_id, %(event)s, 'active', %(status)s, 1, t.at FROM j, t"
+        "     WHERE %(status)s NOT IN ('pending', 'active'))"
+        " SELECT job_id::text FROM j",
+        {
+            "age": age_s,
+            "type": job_type,
+            "org": organization,
+            "user": user,
+            "status": status,
+            "attempts": attempts,
+            "ended": ended,
+            "event": "retry_scheduled" if status == "retrying" else status,
+            "count": count,
+        },
+    )
+    return [job_id for (job_id,) in rows]
+
+
+def run_alone(coroutine: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run(coroutine), on a thread of its own: in a pytest worker that ran the browser
+    tests, Playwright's loop is already running on the main thread."""
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()

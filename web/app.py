@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
-from . import api, problems, session
+from . import api, metrics, pages, problems, session
 from .access_log import AccessLog
 from .body_limit import BodyLimit
 from .database import DatabaseThreads
@@ -32,6 +33,10 @@ def create_app(settings: WebSettings) -> FastAPI:
     app.add_middleware(AccessLog)
     app.include_router(api.router)
     app.include_router(session.router)
+    app.include_router(metrics.router)
+    app.include_router(pages.router)
+    # From the installed package (package data), not from a directory beside the sources.
+    app.mount("/static", StaticFiles(packages=[("web", "static")]), name="static")
     return app
 
 

@@ -1,7 +1,8 @@
 """Every error the server answers, as an RFC 9457 problem (`application/problem+json`) whose
 `detail` is one line: from one set of handlers, which map this system's errors to HTTP statuses
 as the command line maps them to exit codes. No answer carries a stack trace; an error nobody
-expected is logged here, and answered 500 in one line."""
+expected is logged here, and answered 500 in one line. Outside the API (the pages, /login) the
+same error is an HTML page saying the same line (web.templating.error_page)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import psycopg2
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -37,6 +38,7 @@ from jobs.errors import (
     UnknownUser,
 )
 
+from .templating import error_page
 from .tokens import InvalidToken
 
 log = structlog.get_logger(__name__)
@@ -87,6 +89,35 @@ def problem(status: int, detail: str, *, headers: dict[str, str] | None = None, 
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
+#: Paths whose errors are problems, not pages: the API, its description, and the scrapers' /metrics.
+_MACHINES = ("/api/", "/docs", "/openapi.json", "/metrics")
+
+
+def for_pages(path: str) -> bool:
+    """Whether an error at `path` is answered as an HTML page (a person's browser asked)."""
+    return path != "/api" and not path.startswith(_MACHINES)
+
+
+def answer(
+    path: str,
+    status: int,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    base_url: str | None = None,
+    **extra: Any,
+) -> Response:
+    """The error's answer at `path`: a problem under /api, a page elsewhere (whose sign-in page
+    names the server's `base_url` in the commands it shows)."""
+    if for_pages(path):
+        return error_page(status, one_line(detail), headers=headers, base_url=base_url)
+    return problem(status, detail, headers=headers, **extra)
+
+
+def _answer(request: Request, status: int, detail: str, **options: Any) -> Response:
+    return answer(request.url.path, status, detail, base_url=str(request.base_url).rstrip("/"), **options)
+
+
 def one_line(text: str) -> str:
     """A detail on one line, its control characters escaped, at most MAX_DETAIL characters."""
     return clipped(str(text), MAX_DETAIL) if text else "no detail"
@@ -111,16 +142,16 @@ def install(app: FastAPI) -> None:
     app.add_middleware(CatchAll)
 
 
-async def _problem(request: Request, error: Problem) -> JSONResponse:
-    return problem(error.status, error.detail, headers=error.headers, **error.extra)
+async def _problem(request: Request, error: Problem) -> Response:
+    return _answer(request, error.status, error.detail, headers=error.headers, **error.extra)
 
 
-async def _job_error(request: Request, error: JobError) -> JSONResponse:
+async def _job_error(request: Request, error: JobError) -> Response:
     status = status_of(error)
     headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if status == 401 else None
     if status == 503:
         headers = {"Retry-After": "5"}
-    return problem(status, str(error), headers=headers)
+    return _answer(request, status, str(error), headers=headers)
 
 
 async def _not_published(request: Request, error: JobNotPublished) -> JSONResponse:
@@ -132,8 +163,8 @@ async def _not_published(request: Request, error: JobNotPublished) -> JSONRespon
     )
 
 
-async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
-    return problem(422, validation_detail(error.errors()))
+async def _invalid_request(request: Request, error: RequestValidationError) -> Response:
+    return _answer(request, 422, validation_detail(error.errors()))
 
 
 def validation_detail(errors: Any) -> str:
@@ -170,7 +201,7 @@ def _location(loc: Any) -> str:
     return ".".join(parts)
 
 
-async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
+async def _http_error(request: Request, error: HTTPException) -> Response:
     detail = error.detail if isinstance(error.detail, str) else HTTPStatus(error.status_code).phrase
     if error.status_code == 404 and detail == "Not Found":
         detail = f"no such path: {request.url.path[:100]}"
@@ -179,20 +210,22 @@ async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
     elif error.status_code == 400 and detail == "There was an error parsing the body":
         # FastAPI's answer to a body json.loads can't take, nested too deep among them.
         detail = "the body could not be parsed as JSON (malformed, or nested too deep)"
-    return problem(error.status_code, detail, headers=getattr(error, "headers", None))
+    return _answer(request, error.status_code, detail, headers=getattr(error, "headers", None))
 
 
-async def _database_error(request: Request, error: Exception) -> JSONResponse:
+async def _database_error(request: Request, error: Exception) -> Response:
     if is_transient(error):
         text = mask_secrets(" ".join(str(error).split()))
         log.warning("database_unreachable", path=request.url.path, error=clipped(text))
-        return problem(503, "the database is unreachable or busy: try again", headers={"Retry-After": "5"})
+        return answer(
+            request.url.path, 503, "the database is unreachable or busy: try again", headers={"Retry-After": "5"}
+        )
     return await _unexpected(request, error)
 
 
-async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+async def _unexpected(request: Request, error: Exception) -> Response:
     _log_unexpected(request.method, request.url.path, error)
-    return problem(500, "internal error: the server's log says more")
+    return _answer(request, 500, "internal error: the server's log says more")
 
 
 def _log_unexpected(method: str, path: str, error: BaseException) -> None:
@@ -224,5 +257,5 @@ class CatchAll:
             _log_unexpected(scope.get("method", ""), scope.get("path", ""), error)
             if started:
                 raise
-            response = problem(500, "internal error: the server's log says more")
+            response = answer(scope.get("path", ""), 500, "internal error: the server's log says more")
             await response(scope, receive, send)

@@ -33,6 +33,9 @@ class WebSettings:
     keepalive_s(int): JOBS_API_KEEPALIVE_S, the longest a stream stays silent: a comment line
       then keeps proxies from closing it, and the stream reads again (web.api.streams).
     system(Settings): the system's settings (the database, Redis, the storage limits).
+    metrics_token(bytes | None): JOBS_METRICS_TOKEN, a secret of MIN_SECRET_BYTES or more that a
+      scraper presents as its bearer token to read /metrics, and nothing else (web.metrics); None:
+      only operators' tokens read it. Never shown.
     """
 
     secret: bytes = field(repr=False)
@@ -40,6 +43,7 @@ class WebSettings:
     database_threads: int
     keepalive_s: int
     system: Settings
+    metrics_token: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WebSettings:
@@ -51,6 +55,7 @@ class WebSettings:
             database_threads=_whole(env, "JOBS_API_DB_THREADS", 8),
             keepalive_s=_whole(env, "JOBS_API_KEEPALIVE_S", 15),
             system=system,
+            metrics_token=_metrics_token(env),
         )
 
 
@@ -70,6 +75,19 @@ def secret_from_env(env: Mapping[str, str] | None = None) -> bytes:
             "(e.g. `openssl rand -hex 32`)"
         )
     return secret
+
+
+def _metrics_token(env: Mapping[str, str]) -> bytes | None:
+    raw = env.get("JOBS_METRICS_TOKEN", "")
+    if not raw:
+        return None
+    token = raw.encode("utf-8", "surrogateescape")
+    if len(token) < MIN_SECRET_BYTES or raw != raw.strip():
+        raise ConfigurationError(
+            f"JOBS_METRICS_TOKEN must be {MIN_SECRET_BYTES} bytes or more, without spaces around it"
+            " (e.g. `openssl rand -hex 32`), or unset"
+        )
+    return token
 
 
 def _whole(env: Mapping[str, str], name: str, default: int) -> int:

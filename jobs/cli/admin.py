@@ -50,7 +50,7 @@ def exec_worker(dramatiq_args: list[str]) -> None:
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     import db
-    from db import worker_limits
+    from db import retention, worker_limits
 
     applied = db.migrate(settings.admin_database_url)
     print("applied: " + ", ".join(applied) if applied else "the schema is up to date")
@@ -62,6 +62,9 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
             f"workers: leases of at most {limits.max_lease_ms / 1000:g} s, at most {limits.max_deliveries}"
             f" deliveries lost, reschedules of at most {limits.max_delay_ms / 1000:g} s (worker_limits)"
         )
+    kept = settings.retention()
+    if retention.record(settings.admin_database_url, kept):
+        print(f"retention of finished jobs: {retention.describe(kept)} (job_retention)")
     return 0
 
 
@@ -114,6 +117,9 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
         print_json([job.job_id for job in sent])
     else:
         for job in sent:
-            print(f"{job.job_id}  {job.job_type:<11} {job.outcome}: published again")
+            if job.outcome == "failed":
+                print(f"{job.job_id}  {job.job_type:<11} failed: its stored arguments can't be sent (too deep)")
+            else:
+                print(f"{job.job_id}  {job.job_type:<11} {job.outcome}: published again")
         print(f"{len(sent)} waiting job(s) were missing from the broker")
     return 0

@@ -4,6 +4,7 @@ same database); httpx as the client; real worker processes where a job must run.
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -85,3 +86,12 @@ def send(client: httpx.Client, job_type: str = "test_job", **fields: object) -> 
 
 def log_lines(server: Server) -> list[dict]:
     return [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+
+
+def page(response: httpx.Response, status: int) -> str:
+    """The response is an HTML page of that status (an error outside /api is a page, not a
+    problem) that says no stack; its text, with HTML's character references read."""
+    assert response.status_code == status, f"{response.status_code} {response.text[:500]}"
+    assert response.headers["content-type"].split(";")[0] == "text/html", response.headers
+    assert "Traceback" not in response.text and 'File "' not in response.text, response.text
+    return html.unescape(response.text)

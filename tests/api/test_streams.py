@@ -61,7 +61,8 @@ def test_a_job_is_followed_to_its_end_without_asking_again(workers, client_as, t
     alice = client_as(tenants.acme.members[0])
     # It runs until it is cancelled: each step below waits for the stream, never for the clock.
     job_id = send(alice, args={"delay_ms": 600_000, "check_cancellation": True})
-    with stream(alice, f"/api/jobs/{job_id}/stream") as messages:
+    # In capitals: the same job, and the same notifications wake its stream.
+    with stream(alice, f"/api/jobs/{job_id.upper()}/stream") as messages:
         received = [next(messages)]
         assert received[0].kind == "job" and received[0].data["job_id"] == job_id
         received += until(messages, lambda m: m.kind == "event" and m.data["to_status"] == "active")

@@ -63,8 +63,8 @@ def test_a_job_after_the_connections_were_cut_gets_a_working_one(redis_broker, t
         wait_for(all_terminal([first]), what="the first initialization")
         assert terminate_connections(name) > 0  # the worker thread's connection among them
         database.close()
-        # The group commit's writer finds its connection dropped and opens another, so that the
-        # next start is written without touching the worker thread's connection.
+        # The group commit finds its connection dropped and opens another: the next write fails
+        # once (its caller tries again on its own thread's connection), the one after works.
         commits = next(m for m in redis_broker.middleware if isinstance(m, StatusMiddleware)).commits
         with pytest.raises(peewee.OperationalError):
             commits.fetchone("SELECT 1", ())

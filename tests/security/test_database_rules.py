@@ -12,15 +12,6 @@ from jobs import service
 from tests.helpers import job_row
 
 
-@pytest.fixture
-def as_worker(settings):
-    """A session of the workers' role, as a compromised worker would have."""
-    conn = psycopg2.connect(settings.worker_database_url)
-    conn.autocommit = True
-    yield conn
-    conn.close()
-
-
 def completed_job(stub_broker, stub_worker, user: str) -> str:
     job_id = service.send_job("test_job", user_id=user)
     stub_broker.join("default")
@@ -136,17 +127,21 @@ def test_a_service_acts_as_the_user_it_names(tenants, settings):
 
 # What each role may run, pinned: a function added later is open to nobody until it is named here.
 WORKER_FUNCTIONS = {
-    "course_add_module(uuid,integer,text)",
-    "course_lock(uuid)",
-    "course_mark_initialized(uuid)",
+    "course_add_module(uuid,integer,uuid,integer,text)",
+    "course_lock(uuid,integer,uuid)",
+    "course_mark_initialized(uuid,integer,uuid)",
+    "job_fail_unsendable(uuid)",
     "job_finish(uuid,integer,text,text,jsonb,text,text,text,integer)",
     "job_lease_expired(uuid,integer,text,integer)",
+    "job_metrics_count(boolean,integer)",
     "job_progress(uuid,integer,integer,text)",
+    "job_prune_expired(integer)",
     "job_reap(timestamp with time zone)",
     "job_reschedule(uuid,bigint,jsonb)",
     "job_start(uuid,text)",
     "job_stop(uuid,integer,text,text,integer)",
     "worker_heartbeat(text,text,integer,bigint,text)",
+    "worker_report(text,jsonb)",
     "worker_stopped(text,boolean)",
 }
 SERVICE_ONLY = {"job_send(uuid,text,text,uuid,uuid,jsonb,jsonb,jsonb,integer,bigint,text)"}
@@ -170,9 +165,26 @@ def executable_by(admin_db, role: str) -> set[str]:
 
 
 def test_each_role_runs_exactly_the_functions_named_for_it(admin_db):
+    # Nothing through PUBLIC, which any role (one made later included) holds: every grant is by
+    # name, whichever migration made or replaced the function (0016's, 0017's, 0021's).
+    assert executable_by(admin_db, "public") == set()
     assert executable_by(admin_db, "jobs_worker") == WORKER_FUNCTIONS
     assert executable_by(admin_db, "jobs_service") == WORKER_FUNCTIONS | SERVICE_ONLY | USER_FUNCTIONS
     assert executable_by(admin_db, "jobs_user") == USER_FUNCTIONS
+
+
+def test_a_function_made_by_a_later_migration_is_open_to_nobody(admin_db):
+    """As the role that migrates makes it (0015's default, given per schema, never took)."""
+    with admin_db.cursor() as cursor:
+        cursor.execute("CREATE FUNCTION later_migration_probe() RETURNS integer LANGUAGE sql AS 'SELECT 1'")
+        try:
+            cursor.execute(
+                "SELECT r.rolname FROM pg_roles r WHERE r.rolname IN ('jobs_worker', 'jobs_service', 'jobs_user')"
+                " AND has_function_privilege(r.oid, 'later_migration_probe()'::regprocedure, 'EXECUTE')"
+            )
+            assert cursor.fetchall() == []
+        finally:
+            cursor.execute("DROP FUNCTION later_migration_probe()")
 
 
 def test_a_worker_sends_no_job(tenants, as_worker):

@@ -337,3 +337,57 @@ def test_arguments_that_hold_themselves_are_refused_not_walked_for_ever(stub_bro
     with pytest.raises(InvalidArguments):
         service.send_job("test_job", user_id=tenants.acme.admin, args={"delay_ms": looped})
     assert count("job_status") == 0
+
+
+# The database's ceilings: the settings stay below them, and Python says first what it refuses ------
+
+
+@pytest.mark.parametrize("name", [field.name for field in dataclasses.fields(storable.StorageLimits)])
+def test_a_limit_may_not_be_raised_past_the_databases_ceiling(name):
+    from middleware.settings import ConfigurationError, Settings
+
+    ceiling = getattr(storable.CEILINGS, name)
+    assert ceiling >= getattr(storable.StorageLimits(), name), "the database refuses what the default allows"
+    assert getattr(Settings.from_env({f"JOBS_{name.upper()}": str(ceiling)}), name) == ceiling
+    with pytest.raises(ConfigurationError, match=f"JOBS_{name.upper()} may be {ceiling} at most"):
+        Settings.from_env({f"JOBS_{name.upper()}": str(ceiling + 1)})
+
+
+def test_options_over_what_the_database_stores_are_refused(tenants, nothing_written):
+    actor = dramatiq.get_broker().get_actor("test_job")
+    owner = {"job_owner": {"user_id": tenants.acme.members[0]}}
+    with pytest.raises(
+        InvalidArguments, match=r"its options are \d+ bytes of JSON, more than the 1000000 the database stores"
+    ) as raised:
+        actor.send_with_options(big="x" * 1_000_000, **owner)
+    one_line(raised.value)
+    with pytest.raises(InvalidArguments, match="its options are nested more than 100 deep") as raised:
+        actor.send_with_options(deep=deeply_nested(101)["delay_ms"], **owner)
+    one_line(raised.value)
+
+
+def test_a_long_progress_message_is_stored_cut(stub_broker, tenants):
+    from db import transitions
+    from tests.helpers import alive
+
+    job_id = service.send_job("test_job", user_id=tenants.acme.members[0])
+    alive("host-a:1:boot/1")
+    assert transitions.mark_active(job_id, "host-a:1:boot/1").applied
+    assert transitions.record_progress(job_id, 1, 50, "p" * 50_000)
+    message = job_row(job_id)["progress_message"]
+    assert len(message) == storable.MAX_PROGRESS_MESSAGE_CHARS
+    assert message.startswith("ppp") and message.endswith(f"[50000 characters, cut to {len(message)}]")
+
+
+def deep_result() -> list:
+    return deeply_nested(150)["delay_ms"]
+
+
+def test_a_result_nested_deeper_than_the_database_stores_is_stored_as_a_marker(tenants, stub_broker, stub_worker):
+    actor = dramatiq.actor(deep_result, broker=stub_broker, max_retries=0)
+    job_id = actor.send_with_options(job_owner={"user_id": tenants.acme.members[0]}).message_id
+    stub_broker.join("default", fail_fast=False)
+    stub_worker.join()
+    job = job_row(job_id)
+    assert job["status"] == "completed"
+    assert job["result"]["not_stored"] == "nested more than 100 deep, deeper than the database stores"

@@ -15,6 +15,8 @@ from tests.support.cli import JOBCTL
 
 #: The secret the suite's servers sign with (tokens minted in the tests use it too).
 SECRET = b"the suite's secret: 32 bytes at least, 64 here so that HS512 can be tried too"
+#: What the suite's scrapers present to /metrics (JOBS_METRICS_TOKEN).
+METRICS_TOKEN = "the suite's metrics token: a scraper's secret, 32 bytes or more"
 _LISTENING = re.compile(r"listening on (http://\S+) ")
 
 
@@ -32,6 +34,7 @@ class Server:
                 env={
                     **os.environ,
                     "JOBS_API_SECRET": SECRET.decode(),
+                    "JOBS_METRICS_TOKEN": METRICS_TOKEN,
                     # A few connections per server: several pytest workers share one PostgreSQL.
                     "JOBS_API_DB_THREADS": "3",
                     # A stream says something every second: a test waiting on one sees its

@@ -9,8 +9,8 @@ import peewee
 import pytest
 
 from db import transitions
-from db.connection import database
-from db.group_commit import GroupCommit
+from db.connection import database, is_transient
+from db.group_commit import GroupCommit, LeaderInterrupted
 from jobs import service
 from tests.helpers import alive, events, job_row, statuses, wait_for, waiting_on_locks
 
@@ -46,7 +46,7 @@ def behind_a_held_row(held_row, commits: GroupCommit, first: str, first_write, w
     threads, _ = in_threads([first_write])
     wait_for(waiting_on_locks(1), what="the first write to wait for the held row")
     more, answers = in_threads(writes)
-    wait_for(lambda: commits._queue.qsize() == len(writes), what="the other writes to queue behind the first")
+    wait_for(lambda: commits.queued() == len(writes), what="the other writes to queue behind the first")
     if before_release is not None:
         before_release()
     held_row.release()
@@ -110,17 +110,39 @@ def test_a_bad_write_fails_only_its_own_caller(jobs, held_row, bad_write, error,
     assert statuses(jobs) == {first: "active", good: "active", bad: "pending", other: "active"}
 
 
-def test_closing_stops_the_writer_after_its_writes_and_a_later_write_starts_another(jobs):
+def test_a_lone_write_runs_on_its_own_thread_and_closing_ends_its_connection(jobs):
     commits = GroupCommit()
     first, second, *_ = jobs
+    threads = set(threading.enumerate())
     assert transitions.mark_active(first, "w/0", via=commits).applied
-    writer = commits._writer
+    assert set(threading.enumerate()) == threads, "no writer thread: the caller ran its own write"
+    backend = commits._connection().get_backend_pid()
     commits.close()
-    assert writer is not None and not writer.is_alive()
     assert transitions.mark_active(second, "w/1", via=commits).applied
-    assert commits._writer is not writer and commits._writer.is_alive()
+    assert commits._connection().get_backend_pid() != backend, "a write after close opens another connection"
     commits.close()
     assert statuses([first, second]) == {first: "active", second: "active"}
+    assert (commits.writes, commits.transactions) == (2, 2)
+
+
+def test_the_batches_do_not_run_inside_a_transaction_the_caller_left_open(jobs):
+    # A job's code that leaves a transaction open on its thread's connection: the status write
+    # that follows must be committed when it returns, not left inside that transaction.
+    commits = GroupCommit()
+    first, *_ = jobs
+    database.execute_sql("BEGIN")
+    try:
+        assert transitions.mark_active(first, "w/0", via=commits).applied
+        other = database.open_unshared()
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("SELECT status FROM job_status WHERE job_id = %s", (first,))
+                assert cursor.fetchone() == ("active",), "committed, whatever the caller's connection holds"
+        finally:
+            other.close()
+    finally:
+        database.execute_sql("ROLLBACK")
+        commits.close()
 
 
 def test_unstorable_output_shares_a_commit_with_other_ends_and_is_stored(jobs, held_row):
@@ -183,3 +205,59 @@ def test_a_refused_end_that_waited_says_when_its_execution_ended_not_when_it_arr
         (late,),
     ).fetchone()
     assert (refused_at - ended_at).total_seconds() >= 1.0, "dated when the execution ended"
+
+
+class _Interruption(BaseException):
+    """Stands for an asynchronous exception (TimeLimit, an abort) landing in a leading thread."""
+
+
+def test_an_interrupted_leader_hands_its_other_writes_back_to_be_tried_again(jobs, held_row, monkeypatch):
+    commits = GroupCommit()
+    first, *others = jobs
+    execute = commits._execute
+
+    def interrupted_once(batch):
+        if len(batch) > 1:  # the batch of the writes that queued: its leader is interrupted
+            monkeypatch.setattr(commits, "_execute", execute)
+            raise _Interruption()
+        return execute(batch)
+
+    monkeypatch.setattr(commits, "_execute", interrupted_once)
+    answers = behind_a_held_row(
+        held_row,
+        commits,
+        first,
+        lambda: transitions.mark_active(first, "w/0", via=commits),
+        [
+            lambda j=job_id, i=i: _caught(lambda: transitions.mark_active(j, f"w/{i + 1}", via=commits))
+            for i, job_id in enumerate(others)
+        ],
+    )
+
+    kinds = sorted(type(answer).__name__ for answer in answers.values())
+    assert kinds == ["LeaderInterrupted", "LeaderInterrupted", "_Interruption"], "only the leader is interrupted"
+    retried = [others[i] for i, answer in answers.items() if isinstance(answer, LeaderInterrupted)]
+    assert all(is_transient(answers[i]) for i in answers if isinstance(answers[i], LeaderInterrupted)), (
+        "a connection error: its caller tries again on its own connection"
+    )
+    assert all(transitions.mark_active(job_id, "w/9", via=commits).applied for job_id in retried), "it works on"
+    assert statuses([first, *retried]) == dict.fromkeys([first, *retried], "active")
+    commits.close()
+
+
+def _caught(call):
+    try:
+        return call()
+    except _Interruption as interruption:
+        return interruption
+
+
+def test_a_write_behind_a_leader_that_vanished_takes_the_lead(jobs):
+    commits = GroupCommit()
+    commits._busy = True  # a leader interrupted between its steps: nothing runs, nothing hands over
+    threads, answers = in_threads([lambda: transitions.mark_active(jobs[0], "w/0", via=commits)])
+    for thread in threads:
+        thread.join(timeout=10)
+    assert answers[0].applied
+    assert (commits.queued(), commits._busy) == (0, False)
+    commits.close()

@@ -9,7 +9,7 @@ from uuid import uuid4
 
 from db.notifications import Listener
 from jobs import service
-from tests.helpers import wait_for
+from tests.helpers import run_alone, wait_for
 from web.hub import Audience, Hub
 
 
@@ -54,7 +54,7 @@ def test_a_stream_is_woken_for_its_job_and_after_a_lost_connection(settings, adm
         finally:
             await asyncio.to_thread(hub.stop)
 
-    asyncio.run(scenario())
+    run_alone(scenario())
 
 
 def test_a_stream_of_every_job_is_woken_only_for_the_jobs_its_viewer_sees(settings, admin_db, tenants):
@@ -105,4 +105,4 @@ def test_a_stream_of_every_job_is_woken_only_for_the_jobs_its_viewer_sees(settin
         finally:
             await asyncio.to_thread(hub.stop)
 
-    asyncio.run(scenario())
+    run_alone(scenario())

@@ -3,12 +3,12 @@ once that time has passed, and a user who isn't one is refused every time, never
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest
 
 from db.errors import UnknownUser
+from tests.helpers import run_alone
 from web.database import DatabaseThreads
 from web.viewers import Viewers
 
@@ -35,7 +35,7 @@ def test_a_viewer_is_read_again_once_its_time_has_passed(admin_db, tenants):
         finally:
             threads.close()
 
-    asyncio.run(scenario())
+    run_alone(scenario())
 
 
 def test_the_oldest_viewers_are_forgotten_first(tenants):
@@ -49,4 +49,4 @@ def test_the_oldest_viewers_are_forgotten_first(tenants):
         finally:
             threads.close()
 
-    asyncio.run(scenario())
+    run_alone(scenario())

@@ -28,6 +28,8 @@ from fastapi.responses import StreamingResponse
 
 from db.errors import JobError
 from db.feed import CursorTooOld
+from db.queries import parse_uuid
+from jobs.errors import JobNotFound
 from jobs.live import Feed, Message, Viewer
 
 from .. import positions
@@ -74,6 +76,12 @@ async def _open(
     request: Request, caller: Caller, threads: Threads, job_id: str | None, last_event_id: str | None
 ) -> StreamingResponse:
     secret, keepalive_s = request.app.state.settings.secret, request.app.state.settings.keepalive_s
+    if job_id is not None:
+        # As notifications name it (web.hub matches ids as text): an id in capitals is the same job.
+        key = parse_uuid(job_id)
+        if key is None:
+            raise JobNotFound(job_id)
+        job_id = str(key)
     # A position is good only on the stream it came from, for the caller it was given to.
     scope = f"{caller.name}|{job_id or '*'}"
     try:

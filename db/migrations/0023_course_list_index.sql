@@ -1,5 +1,5 @@
--- The job list filtered by course (GET /api/jobs?course=..., jobctl list has no such filter),
--- newest first in keyset pages of (created_at, job_id). Without it, an operator's list of one
+-- The job list filtered by course (GET /api/jobs?course=...), newest first in keyset pages of
+-- (created_at, job_id). Without it, an operator's list of one
 -- course walked the whole table's (created_at, job_id) index until 50 rows of that course came
 -- by (0.2 s at 10^6 jobs, a course holding 0.1 % of them), an admin's walked the organization's,
 -- and a member's gathered all of theirs to sort them (0.26 s for a member of 10^4 jobs). With it:
