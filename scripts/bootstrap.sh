@@ -126,7 +126,7 @@ wait_until() {  # wait_until DESCRIPTION COMMAND...: up to 30 s
 }
 
 # The browser tests drive Debian's Chromium through Playwright (tests/browser): the package, never
-# a browser that Playwright would download (`playwright install` is never run). setup.cfg pins the
+# a browser that Playwright would download (its own browser installer is never run). setup.cfg pins the
 # Playwright release that targets its version.
 if [ "$for_tests" = 1 ] && [ ! -x /usr/bin/chromium ]; then
   command -v apt-get >/dev/null || die "the browser tests need Debian's chromium package (/usr/bin/chromium), and apt-get is missing"

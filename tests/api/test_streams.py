@@ -61,7 +61,8 @@ def test_a_job_is_followed_to_its_end_without_asking_again(workers, client_as, t
     alice = client_as(tenants.acme.members[0])
     # It runs until it is cancelled: each step below waits for the stream, never for the clock.
     job_id = send(alice, args={"delay_ms": 600_000, "check_cancellation": True})
-    # In capitals: the same job, and the same notifications wake its stream.
+    # In capitals: the same job. (That its notifications, not only the keepalive, wake this stream
+    # is web.api.streams' normalizing the id; this test shows the stream works, not which woke it.)
     with stream(alice, f"/api/jobs/{job_id.upper()}/stream") as messages:
         received = [next(messages)]
         assert received[0].kind == "job" and received[0].data["job_id"] == job_id
