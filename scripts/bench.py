@@ -5,6 +5,7 @@
                    [--rate R] [--paced-jobs N] [--configs bare,full,...]
   scripts/bench.py scale [--sizes 10000,100000,1000000] [--samples S]
   scripts/bench.py ceiling [--jobs N] [--threads T] [--rounds R]
+  scripts/bench.py rules [--jobs N] [--rounds R]
 
 throughput: the same trivial job through real `dramatiq` worker processes, in configurations
 alternated within one run (bare, naive, full, full-batch, bare, naive, ...): `bare` is Dramatiq
@@ -25,6 +26,10 @@ product's reads (show and list, as a user, under row-level security) at that siz
 
 ceiling: the three awaited writes of each job with no broker and no worker, on the same
 database: what PostgreSQL alone allows on this machine (scripts/bench_ceiling.py).
+
+rules: the server's CPU per job of the worker's two writes and of a send, with each rule the
+database enforces taken away in turn (scratch databases), against the naive prototype's
+statements: what each guarantee costs PostgreSQL (scripts/bench_rules.py).
 
 All use their own database (`<DATABASE_URL's name>_bench`) and Redis namespace (`jobs-bench`).
 """
@@ -461,7 +466,7 @@ def machine() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", nargs="?", default="throughput", choices=("throughput", "scale", "ceiling"))
+    parser.add_argument("mode", nargs="?", default="throughput", choices=("throughput", "scale", "ceiling", "rules"))
     parser.add_argument("--jobs", type=int, default=2_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--processes", type=int, default=1)
@@ -473,8 +478,12 @@ def main() -> int:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--samples", type=int, default=300)
     args = parser.parse_args()
-    if args.rounds < 3 and args.mode == "throughput":
+    if args.rounds < 3 and args.mode in ("throughput", "rules"):
         parser.error("--rounds must be 3 or more: the figures are medians of alternated rounds")
+    if args.rounds < 1:
+        parser.error("--rounds must be 1 or more")
+    if args.jobs < 1:
+        parser.error("--jobs must be 1 or more")
     # The sender logs as a service would (JSON, INFO), into a file beside the workers' log.
     log = tempfile.NamedTemporaryFile("w", prefix="bench-sender-", suffix=".log", delete=False)
     configure_logging("json", os.environ["JOBS_LOG_LEVEL"], stream=log)
@@ -488,6 +497,10 @@ def main() -> int:
         from bench_ceiling import run_ceiling
 
         return run_ceiling(args)
+    if args.mode == "rules":
+        from bench_rules import run_rules
+
+        return run_rules(args)
     return run_throughput(args)
 
 
