@@ -1,0 +1,88 @@
+"""The first migration on a PostgreSQL server of its own: the roles are the server's, and a
+server that has never seen them must end with each role's memberships, as one that has."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+import db
+
+
+def _server_programs() -> Path:
+    """Where initdb and pg_ctl are: pg_config's bindir (Debian keeps them off PATH)."""
+    found = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=False)
+    bindir = Path(found.stdout.strip()) if found.returncode == 0 else Path()
+    if not (bindir / "initdb").exists():
+        raise AssertionError("this test starts a PostgreSQL server of its own: install PostgreSQL's server programs")
+    return bindir
+
+
+def _run(what: str, command: list) -> None:
+    done = subprocess.run([str(part) for part in command], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise AssertionError(f"{what} failed: {done.stderr.strip()}")
+
+
+@pytest.fixture
+def new_server() -> Iterator[str]:
+    """A PostgreSQL server that has never been migrated, listening on a socket in a directory of
+    its own only (no port of this machine is taken); its admin URL. PostgreSQL refuses to run as
+    root: as root, it runs as the `postgres` user, in a directory that user can reach (pytest's
+    are root's alone)."""
+    bindir = _server_programs()
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    home = Path(tempfile.mkdtemp(prefix="jobs-new-server-"))
+    data, sockets = home / "data", home / "sockets"
+    sockets.mkdir()
+    if as_postgres:
+        shutil.chown(home, "postgres")
+        shutil.chown(sockets, "postgres")
+    try:
+        _run("initdb", [*as_postgres, bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust"])
+        options = f"-c listen_addresses='' -k {sockets} -c fsync=off"
+        # -w: returns once the server accepts connections.
+        _run(
+            "pg_ctl start",
+            [*as_postgres, bindir / "pg_ctl", "-D", data, "-w", "-o", options, "-l", home / "server.log", "start"],
+        )
+        try:
+            yield f"postgresql://postgres@/jobs_new?host={sockets}"
+        finally:
+            _run("pg_ctl stop", [*as_postgres, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop"])
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_the_first_migration_of_a_new_server_gives_each_role_its_memberships(new_server):
+    db.migrate(new_server)
+
+    conn = psycopg2.connect(new_server)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT u.rolname, r.rolname FROM pg_auth_members m"
+                " JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member"
+                " WHERE u.rolname LIKE 'jobs\\_%'"
+            )
+            memberships = set(cursor.fetchall())
+    finally:
+        conn.close()
+    # Services act as the users they authenticated (db/scope.py); workers never may.
+    assert memberships == {("jobs_service", "jobs_worker"), ("jobs_service", "jobs_user")}
+
+    service = psycopg2.connect(new_server.replace("postgres@", "jobs_service@"))
+    try:
+        with service.cursor() as cursor:
+            cursor.execute("SET ROLE jobs_user")
+            cursor.execute("SELECT current_user")
+            assert cursor.fetchone() == ("jobs_user",)
+    finally:
+        service.close()
