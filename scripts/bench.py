@@ -89,6 +89,7 @@ import dramatiq  # noqa: E402
 import psycopg2  # noqa: E402
 import redis  # noqa: E402
 from bench_cpu import descendants, load_average, machine_cpu_s, snapshot, spent  # noqa: E402
+from bench_naive import NAIVE_TABLE  # noqa: E402
 from dramatiq.brokers.redis import RedisBroker  # noqa: E402
 from polling import wait_until  # noqa: E402
 
@@ -106,19 +107,6 @@ DONE_KEY = NAMESPACE + ":done"
 CONFIGS = ("bare", "naive", "full", "full-batch", "bare-paced", "full-paced")
 #: The cores of this machine, all of which a run may use: the ceiling is CORES / CPU per job.
 CORES = os.cpu_count() or 1
-NAIVE_TABLE = """
-CREATE TABLE IF NOT EXISTS naive_jobs (
-    job_id uuid PRIMARY KEY,
-    job_type text NOT NULL,
-    user_id uuid NOT NULL,
-    args jsonb NOT NULL,
-    status text NOT NULL,
-    worker_id text,
-    result jsonb,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    started_at timestamptz,
-    completed_at timestamptz
-)"""
 HOOKS = ("before_enqueue", "before_process_message", "after_process_message")
 
 

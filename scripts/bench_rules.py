@@ -29,6 +29,8 @@ from urllib.parse import urlparse, urlunparse
 
 import psycopg2
 from bench_cpu import load_average, process_cpu_s
+from bench_naive import NAIVE_TABLE
+from psycopg2 import sql
 
 import db
 from db import worker_limits
@@ -71,11 +73,6 @@ WORKER = f"rules:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 TOKEN = uuid.uuid4().hex + uuid.uuid4().hex
 #: Jobs through each scratch database before the measure.
 WARM_UP = 300
-NAIVE = (
-    "CREATE TABLE naive_jobs (job_id uuid PRIMARY KEY, job_type text NOT NULL, user_id uuid NOT NULL,"
-    " args jsonb NOT NULL, status text NOT NULL, worker_id text, result jsonb,"
-    " created_at timestamptz NOT NULL DEFAULT now(), started_at timestamptz, completed_at timestamptz)"
-)
 
 
 def _renamed(url: str, name: str) -> str:
@@ -83,34 +80,55 @@ def _renamed(url: str, name: str) -> str:
 
 
 class Scratch:
-    """A scratch database, migrated, seeded, with a variant's rules taken away; dropped by close()."""
+    """A scratch database, migrated, seeded, with a variant's rules taken away; dropped when the
+    `with` block ends, or at once if it can't be made. Its name is the benchmark database's with
+    `_rules_<pid>`: never a database of the system, and one per run of the benchmark."""
 
     def __init__(self, admin_url: str, ddl: list[str]) -> None:
+        bench_database = urlparse(admin_url).path.lstrip("/")
+        if not bench_database.endswith("_bench"):
+            raise SystemExit(f"bench rules: {bench_database!r} is not a benchmark's database (<name>_bench)")
         self.admin_root = _renamed(admin_url, "postgres")
-        self.name = f"{urlparse(admin_url).path.lstrip('/')}_rules"
-        self.drop()
+        self.name = f"{bench_database}_rules_{os.getpid()}"
         self.admin_url = _renamed(admin_url, self.name)
+        self.worker = self.service = None
+        self.drop()
+        try:
+            self._make(ddl)
+        except BaseException:
+            self.close()
+            raise
+
+    def _make(self, ddl: list[str]) -> None:
         db.migrate(self.admin_url)
         worker_limits.record(self.admin_url, Settings.from_env().worker_limits())
         self.user = seed(self.admin_url)["organizations"][0]["users"][1]["id"]
         admin = self._connect(self.admin_url)
-        with admin.cursor() as cursor:
-            cursor.execute(NAIVE)
-            cursor.execute("GRANT ALL ON naive_jobs TO jobs_worker, jobs_service")
-            for statement in ddl:
-                if statement.startswith("SELECT"):
-                    cursor.execute(statement)
-                    for (generated,) in cursor.fetchall():
-                        cursor.execute(generated)
-                else:
-                    cursor.execute(statement)
-        admin.close()
+        try:
+            with admin.cursor() as cursor:
+                cursor.execute(NAIVE_TABLE)
+                cursor.execute("GRANT ALL ON naive_jobs TO jobs_worker, jobs_service")
+                for statement in ddl:
+                    if statement.startswith("SELECT"):
+                        cursor.execute(statement)
+                        for (generated,) in cursor.fetchall():
+                            cursor.execute(generated)
+                    else:
+                        cursor.execute(statement)
+        finally:
+            admin.close()
         settings = Settings.from_env()
         options = "-c synchronous_commit=off"
         self.worker = self._connect(
             _renamed(settings.worker_database_url, self.name), f"{options} -c jobs.worker_token={TOKEN}"
         )
         self.service = self._connect(_renamed(settings.database_url, self.name), options)
+
+    def __enter__(self) -> Scratch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @staticmethod
     def _connect(url: str, options: str = "") -> Any:
@@ -129,20 +147,32 @@ class Scratch:
 
     def drop(self) -> None:
         root = self._connect(self.admin_root)
-        with root.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        root.close()
+        try:
+            with root.cursor() as cursor:
+                cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
+        finally:
+            root.close()
 
     def close(self) -> None:
-        self.worker.close()
-        self.service.close()
+        for conn in (self.worker, self.service):
+            if conn is not None:
+                conn.close()
         self.drop()
 
 
 def _backend(conn: Any) -> int:
+    """The server process of `conn`, which must run on this machine: its CPU is read from /proc."""
     with conn.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
-        return cursor.fetchone()[0]
+        pid = cursor.fetchone()[0]
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            command = cmdline.read()
+    except OSError:
+        command = b""
+    if not command.startswith(b"postgres"):
+        raise SystemExit("bench rules: the database server must run on this machine (its CPU is read from /proc)")
+    return pid
 
 
 def _timed(conn: Any, calls: list[tuple[str, tuple[Any, ...]]], per: int) -> tuple[float, float]:
@@ -220,13 +250,10 @@ def run_rules(args: argparse.Namespace) -> int:
             # A database of its own for each measure, dropped right after: every one starts from
             # the same small tables, and together they never outgrow the server's shared buffers
             # (a run that kept them all grew slower with every round, from reading pages back).
-            scratch = Scratch(admin_url, ddl)
-            try:
+            with Scratch(admin_url, ddl) as scratch:
                 measure(scratch, WARM_UP)  # plans cached, catalogs read
                 scratch.analyze()
                 results[name].append(measure(scratch, args.jobs))
-            finally:
-                scratch.close()
     print("server CPU per job, µs (wall clock from one client), medians over the rounds:")
     print(f"  {'':<38} {'send':>16} {'start + finish':>18}")
     for name, rounds in results.items():

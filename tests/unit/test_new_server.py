@@ -3,7 +3,9 @@ server that has never seen them must end with each role's memberships, as one th
 
 from __future__ import annotations
 
+import glob
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -17,12 +19,18 @@ import db
 
 
 def _server_programs() -> Path:
-    """Where initdb and pg_ctl are: pg_config's bindir (Debian keeps them off PATH)."""
-    found = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=False)
-    bindir = Path(found.stdout.strip()) if found.returncode == 0 else Path()
-    if not (bindir / "initdb").exists():
+    """Where initdb and pg_ctl are: on PATH, or else (Debian) the newest installed under
+    /usr/lib/postgresql/<version>/bin (pg_config may name a newer client with no server)."""
+    on_path = shutil.which("initdb")
+    if on_path:
+        return Path(on_path).resolve().parent
+    installed = sorted(
+        (Path(path).parent for path in glob.glob("/usr/lib/postgresql/*/bin/initdb")),
+        key=lambda bindir: int(bindir.parent.name) if bindir.parent.name.isdigit() else 0,
+    )
+    if not installed:
         raise AssertionError("this test starts a PostgreSQL server of its own: install PostgreSQL's server programs")
-    return bindir
+    return installed[-1]
 
 
 def _run(what: str, command: list) -> None:
@@ -38,25 +46,37 @@ def new_server() -> Iterator[str]:
     root: as root, it runs as the `postgres` user, in a directory that user can reach (pytest's
     are root's alone)."""
     bindir = _server_programs()
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    as_postgres = []
+    if os.geteuid() == 0:
+        # /usr/sbin may be off a non-login shell's search path.
+        runuser = shutil.which("runuser") or next(
+            (path for path in ("/usr/sbin/runuser", "/sbin/runuser") if os.access(path, os.X_OK)), None
+        )
+        if runuser is None:
+            raise AssertionError("as root, this test runs PostgreSQL as `postgres` with runuser (util-linux)")
+        as_postgres = [runuser, "-u", "postgres", "--"]
     home = Path(tempfile.mkdtemp(prefix="jobs-new-server-"))
     data, sockets = home / "data", home / "sockets"
-    sockets.mkdir()
-    if as_postgres:
-        shutil.chown(home, "postgres")
-        shutil.chown(sockets, "postgres")
     try:
-        _run("initdb", [*as_postgres, bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust"])
-        options = f"-c listen_addresses='' -k {sockets} -c fsync=off"
-        # -w: returns once the server accepts connections.
-        _run(
-            "pg_ctl start",
-            [*as_postgres, bindir / "pg_ctl", "-D", data, "-w", "-o", options, "-l", home / "server.log", "start"],
-        )
+        sockets.mkdir()
+        if as_postgres:
+            shutil.chown(home, "postgres")
+            shutil.chown(sockets, "postgres")
+        initdb = [bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-locale", "-E", "UTF8"]
+        _run("initdb", [*as_postgres, *initdb])
+        options = f"-c listen_addresses='' -k {shlex.quote(str(sockets))} -c fsync=off"
         try:
+            # -w: returns once the server accepts connections.
+            start = [bindir / "pg_ctl", "-D", data, "-w", "-o", options, "-l", home / "server.log", "start"]
+            _run("pg_ctl start", [*as_postgres, *start])
             yield f"postgresql://postgres@/jobs_new?host={sockets}"
         finally:
-            _run("pg_ctl stop", [*as_postgres, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop"])
+            # Also after a start that failed late: a server may be running all the same.
+            subprocess.run(
+                [str(part) for part in (*as_postgres, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop")],
+                capture_output=True,
+                check=False,
+            )
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
