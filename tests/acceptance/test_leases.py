@@ -63,6 +63,13 @@ def starts(job_id: str) -> list[tuple]:
     ).fetchall()
 
 
+def wait_for_execution(job_id: str) -> None:
+    """Until the job's code runs: a start the database committed is not yet one its worker knows
+    of (a cut that drops the reply leaves the job `active` with nothing running it); the witness
+    hears from the code itself."""
+    wait_for(lambda: executions(job_id), what="the job's first execution to run", timeout=30)
+
+
 def acks(redis_broker, broker_id: str) -> set[str]:
     """Job ids of the messages a consumer has taken and not acknowledged."""
     from dramatiq import Message
@@ -143,7 +150,7 @@ def test_partition_a_cut_off_worker_stops_its_job_before_another_takes_it(
     # Runs until released, querying PostgreSQL at every step: only its worker's lease can stop
     # it, and the partition blocks it inside a query, where no exception can reach it.
     job_id = witnessed(query_db=True)
-    wait_for(lambda: job_row(job_id)["status"] == "active", what="the job to start", timeout=30)
+    wait_for_execution(job_id)
     first = job_row(job_id)["worker_id"]
 
     postgres_proxy.cut()  # only this worker loses PostgreSQL; Redis and the others still reach it
@@ -170,7 +177,7 @@ def test_outage_longer_than_the_lease_every_worker_stops_and_the_job_completes_o
     for _ in range(2):
         workers(threads=1, env=through(postgres_proxy, settings), modules=(WITNESS,))
     job_id = witnessed()  # runs until released: only its worker's lease can stop it
-    wait_for(lambda: job_row(job_id)["status"] == "active", what="the job to start", timeout=30)
+    wait_for_execution(job_id)
     first = job_row(job_id)["worker_id"]
 
     postgres_proxy.cut()  # every worker loses PostgreSQL
@@ -200,7 +207,7 @@ def test_a_job_that_cannot_be_interrupted_ends_its_worker_before_the_lease_runs_
 ):
     cut_off = workers(threads=1, env=through(postgres_proxy, settings), modules=(WITNESS,))
     job_id = witnessed(block_first_ms=30_000)
-    wait_for(lambda: job_row(job_id)["status"] == "active", what="the job to start", timeout=30)
+    wait_for_execution(job_id)
     first = job_row(job_id)["worker_id"]
 
     postgres_proxy.cut()
