@@ -56,14 +56,24 @@ def api_secret(directory: Path, env: Mapping[str, str]) -> str:
 
 
 class DemoServer:
-    """`jobctl serve` on 127.0.0.1:`port` (0: any free port), its log in `log_path`."""
+    """`jobctl serve` on 127.0.0.1:`port` (0: any free port), its log in `log_path`; `command`:
+    another `jobctl` than this Python's (a benchmark measuring another checkout). The suite's
+    and the benchmarks' servers are started this way too."""
 
-    def __init__(self, port: int, log_path: Path, env: Mapping[str, str], *, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        port: int,
+        log_path: Path,
+        env: Mapping[str, str],
+        *,
+        timeout: float = 60.0,
+        command: str | None = None,
+    ) -> None:
         self.log_path = log_path
         self.env = dict(env)
         with open(log_path, "w") as log:
             self.process = subprocess.Popen(
-                [jobctl(), "serve", "--port", str(port)],
+                [command or jobctl(), "serve", "--port", str(port)],
                 stdout=subprocess.PIPE,
                 stderr=log,
                 stdin=subprocess.DEVNULL,
@@ -120,8 +130,9 @@ class DemoServer:
         with ThreadPoolExecutor(len(who)) as pool:  # each jobctl takes a second to start
             return list(zip([label for label, _ in who], pool.map(link, [args for _, args in who]), strict=True))
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """As Ctrl-C stops it: the requests under way finish (a browser's streams are closed)."""
+    def stop(self, timeout: float = 30.0) -> int:
+        """As Ctrl-C stops it: the requests under way finish (a browser's streams are closed);
+        killed if it has not ended within `timeout`. Its exit code (-SIGKILL: it was killed)."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
@@ -131,3 +142,4 @@ class DemoServer:
                 self.process.wait()
         if self.process.stdout is not None:
             self.process.stdout.close()
+        return self.process.returncode

@@ -32,7 +32,6 @@ import asyncio
 import os
 import platform
 import random
-import re
 import secrets
 import signal
 import subprocess
@@ -83,10 +82,10 @@ from psycopg2 import sql  # noqa: E402
 import db  # noqa: E402
 from db import worker_limits  # noqa: E402
 from db.queries import job_cursor  # noqa: E402
+from jobs.demo_server import DemoServer  # noqa: E402
 from web import tokens  # noqa: E402
 
 JOBCTL = Path(sys.executable).with_name("jobctl")
-_LISTENING = re.compile(r"listening on http://([\d.]+):(\d+) ")
 #: What the server's and the workers' connections call themselves (libpq reads PGAPPNAME), so
 #: that their backends' CPU can be told apart; the listener names itself jobs-listener.
 SERVER_APP, WORKER_APP = "bench-api-server", "bench-api-worker"
@@ -159,40 +158,18 @@ class Meter:
 # The server and the workers
 
 
-class Server:
-    """`jobctl serve --port 0` on the bench's database, its log in a file."""
+class Server(DemoServer):
+    """`jobctl serve --port 0` (this checkout's, or `jobctl`) on the bench's database, its log in a file."""
 
     def __init__(self, secret: str, log_path: str, jobctl: Path = JOBCTL) -> None:
-        self.log_path = log_path
-        with open(log_path, "w") as log:
-            self.process = subprocess.Popen(
-                [str(jobctl), "serve", "--port", "0"],
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
-                env={**os.environ, "JOBS_API_SECRET": secret, "PGAPPNAME": SERVER_APP},
-            )
-        deadline = time.monotonic() + 60
-        for line in self.process.stdout:
-            found = _LISTENING.search(line)
-            if found:
-                self.host, self.port = found[1], int(found[2])
-                break
-            if time.monotonic() > deadline:
-                break
-        else:
-            raise SystemExit(f"jobctl serve did not start; its log: {log_path}")
-        # Nothing more is printed on stdout; a thread drains it all the same.
-        threading.Thread(target=self.process.stdout.read, daemon=True).start()
+        env = {**os.environ, "JOBS_API_SECRET": secret, "PGAPPNAME": SERVER_APP}
+        super().__init__(0, Path(log_path), env, command=str(jobctl))
+        address = urlparse(self.url)
+        self.host, self.port = address.hostname, address.port
 
     @property
     def pid(self) -> int:
         return self.process.pid
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            self.process.wait(timeout=60)
 
 
 def start_workers(processes: int, threads: int, log_path: str) -> subprocess.Popen:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from db.queries import MAX_LIMIT
 from jobs import service
 
-from ..auth import AnyCaller, UserCaller
+from ..auth import AnyCaller, Caller, UserCaller
 from ..database import Threads
 from ..problems import Problem
 from . import reading
@@ -101,10 +101,18 @@ async def cancel(
 ) -> Cancelled:
     """Cancels the job: its owner or an admin of its organization may, and operators. A waiting
     job never runs; a running one is interrupted. 409 for a job already finished."""
-    reason = body.reason if body is not None else None
+    result = await cancel_as(request, caller, threads, job_id, body.reason if body is not None else None)
+    return Cancelled(**result.__dict__)
+
+
+async def cancel_as(
+    request: Request, caller: Caller, threads: Threads, job_id: str, reason: str | None
+) -> service.Cancellation:
+    """Cancels the job as the caller: a user through row-level security, an operator as the
+    administrator (recorded under the operator's name). The API's and the pages' cancel."""
     if caller.is_operator:
         system = request.app.state.settings.system
-        result = await threads.run(
+        return await threads.run(
             service.cancel_job_as_operator,
             job_id,
             caller.operator,
@@ -112,9 +120,7 @@ async def cancel(
             admin_url=system.admin_database_url,
             limits=system.db_limits(),
         )
-    else:
-        result = await threads.run(service.cancel_job, job_id, caller.user_id, reason)
-    return Cancelled(**result.__dict__)
+    return await threads.run(service.cancel_job, job_id, caller.user_id, reason)
 
 
 @router.post(

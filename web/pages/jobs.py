@@ -17,7 +17,7 @@ from db.excerpt import excerpt
 from db.queries import STATUSES, job_cursor
 from jobs import service
 
-from ..api.jobs import CURSOR
+from ..api.jobs import CURSOR, cancel_as
 from ..auth import AnyCaller, Caller, UserCaller
 from ..database import Threads
 from ..problems import Problem
@@ -156,19 +156,7 @@ async def cancel(
 ) -> Response:
     """Cancels the job (its owner, an admin of its organization, an operator; the reason is
     optional) and shows its page again."""
-    reason_given = reason.strip() or None
-    if caller.is_operator:
-        system = request.app.state.settings.system
-        result = await threads.run(
-            service.cancel_job_as_operator,
-            job_id,
-            caller.operator,
-            reason_given,
-            admin_url=system.admin_database_url,
-            limits=system.db_limits(),
-        )
-    else:
-        result = await threads.run(service.cancel_job, job_id, caller.user_id, reason_given)
+    result = await cancel_as(request, caller, threads, job_id, reason.strip() or None)
     return RedirectResponse(f"/jobs/{result.job_id}", status_code=303)
 
 
