@@ -9,7 +9,8 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -131,6 +132,18 @@ def connect(url: str, limits: Limits | None = None) -> Any:
         if isinstance(error, psycopg2.ProgrammingError):  # "invalid dsn: ..."
             raise InvalidDatabaseUrl(text) from None
         raise DatabaseUnavailable(text) from None
+
+
+@contextmanager
+def transaction(url: str, limits: Limits | None = None) -> Iterator[Any]:
+    """A cursor in one transaction on a connection of its own (`connect`): committed when the
+    block ends, rolled back if it raises; the connection closed either way."""
+    conn = connect(url, limits)
+    try:
+        with conn, conn.cursor() as cursor:
+            yield cursor
+    finally:
+        conn.close()
 
 
 def pgcode(error: BaseException) -> str | None:

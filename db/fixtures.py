@@ -6,7 +6,7 @@ from typing import Any
 
 from psycopg2 import sql
 
-from .connection import connect
+from .connection import transaction
 
 FIXTURES = {
     "Acme Learning": {
@@ -55,36 +55,32 @@ def seed(admin_url: str) -> dict[str, Any]:
     migrates), whom row-level security does not restrict.
     """
     result: dict[str, Any] = {"organizations": []}
-    conn = connect(admin_url)
-    try:
-        with conn, conn.cursor() as cursor:
-            for org_name, spec in FIXTURES.items():
-                org_id = _upsert(cursor, "organizations", "name", {"name": org_name})
-                users = []
-                for name, local, role in spec["users"]:
-                    email = f"{local}@{spec['domain']}"
-                    user_id = _upsert(
-                        cursor,
-                        "users",
-                        "email",
-                        {"email": email, "name": name, "role": role, "organization_id": org_id},
-                    )
-                    users.append({"id": user_id, "email": email, "name": name, "role": role})
-                admin = next(u for u in users if u["role"] == "admin")
-                course_id = _upsert(
+    with transaction(admin_url) as cursor:
+        for org_name, spec in FIXTURES.items():
+            org_id = _upsert(cursor, "organizations", "name", {"name": org_name})
+            users = []
+            for name, local, role in spec["users"]:
+                email = f"{local}@{spec['domain']}"
+                user_id = _upsert(
                     cursor,
-                    "courses",
-                    "organization_id, title",
-                    {"organization_id": org_id, "title": spec["course"], "owner_id": admin["id"]},
+                    "users",
+                    "email",
+                    {"email": email, "name": name, "role": role, "organization_id": org_id},
                 )
-                result["organizations"].append(
-                    {
-                        "id": org_id,
-                        "name": org_name,
-                        "users": users,
-                        "courses": [{"id": course_id, "title": spec["course"]}],
-                    }
-                )
-    finally:
-        conn.close()
+                users.append({"id": user_id, "email": email, "name": name, "role": role})
+            admin = next(u for u in users if u["role"] == "admin")
+            course_id = _upsert(
+                cursor,
+                "courses",
+                "organization_id, title",
+                {"organization_id": org_id, "title": spec["course"], "owner_id": admin["id"]},
+            )
+            result["organizations"].append(
+                {
+                    "id": org_id,
+                    "name": org_name,
+                    "users": users,
+                    "courses": [{"id": course_id, "title": spec["course"]}],
+                }
+            )
     return result

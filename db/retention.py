@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .connection import connect, database
+from .connection import database, transaction
 
 DAY_MS = 86_400_000
 
@@ -23,12 +23,8 @@ class Retention:
 
 def record(url: str, retention: Retention) -> bool:
     """Records `retention`, as the administrator `url` names; whether it changed."""
-    conn = connect(url)
-    try:
-        with conn, conn.cursor() as cursor:
-            return write(cursor, retention)
-    finally:
-        conn.close()
+    with transaction(url) as cursor:
+        return write(cursor, retention)
 
 
 def write(cursor: Any, retention: Retention) -> bool:

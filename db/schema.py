@@ -10,7 +10,7 @@ import psycopg2.errors
 import structlog
 from psycopg2 import sql
 
-from .connection import connect
+from .connection import connect, transaction
 from .errors import MigrationChanged
 
 log = structlog.get_logger(__name__)
@@ -49,31 +49,27 @@ def migrate(url: str) -> list[str]:
     """
     create_database_if_missing(url)
     applied_now = []
-    conn = connect(url)
-    try:
-        with conn, conn.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-            cursor.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " name text PRIMARY KEY,"
-                " checksum text NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT clock_timestamp())"
-            )
-            cursor.execute("SELECT name, checksum FROM schema_migrations")
-            done = dict(cursor.fetchall())
-            for path in sorted(MIGRATIONS.glob("*.sql")):
-                sql = path.read_text()
-                checksum = hashlib.sha256(sql.encode()).hexdigest()
-                if path.name in done:
-                    if done[path.name] != checksum:
-                        raise MigrationChanged(path.name)
-                    continue
-                cursor.execute(sql)
-                cursor.execute("INSERT INTO schema_migrations (name, checksum) VALUES (%s, %s)", (path.name, checksum))
-                applied_now.append(path.name)
-                log.info("migration_applied", migration=path.name)
-            if applied_now:
-                cursor.execute("CALL jobs_assign_owner()")
-    finally:
-        conn.close()
+    with transaction(url) as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+        cursor.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " name text PRIMARY KEY,"
+            " checksum text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+        )
+        cursor.execute("SELECT name, checksum FROM schema_migrations")
+        done = dict(cursor.fetchall())
+        for path in sorted(MIGRATIONS.glob("*.sql")):
+            sql = path.read_text()
+            checksum = hashlib.sha256(sql.encode()).hexdigest()
+            if path.name in done:
+                if done[path.name] != checksum:
+                    raise MigrationChanged(path.name)
+                continue
+            cursor.execute(sql)
+            cursor.execute("INSERT INTO schema_migrations (name, checksum) VALUES (%s, %s)", (path.name, checksum))
+            applied_now.append(path.name)
+            log.info("migration_applied", migration=path.name)
+        if applied_now:
+            cursor.execute("CALL jobs_assign_owner()")
     return applied_now

@@ -19,7 +19,7 @@ import psycopg2
 import psycopg2.extensions
 
 from . import storable, stored_json
-from .connection import Limits, connect, database, pgcode
+from .connection import Limits, database, pgcode, transaction
 from .errors import KeyTaken, UnknownCourse, UnknownUser
 from .group_commit import GroupCommit
 from .models import JobStatus
@@ -325,13 +325,9 @@ def cancel_by_operator(admin_url: str, limits: Limits, job_id: str, operator: st
     """pending|retrying|active -> cancelled, by an operator (recorded with their name). It runs
     on a connection of its own as an administrator (`admin_url`, bounded by `limits`): the roles
     of workers and users can't call it."""
-    conn = connect(admin_url, limits)
-    try:
-        with conn, conn.cursor() as cursor:
-            cursor.execute("SELECT * FROM job_cancel_by_operator(%s::uuid, %s, %s)", (job_id, operator, reason))
-            return Outcome(*cursor.fetchone())
-    finally:
-        conn.close()
+    with transaction(admin_url, limits) as cursor:
+        cursor.execute("SELECT * FROM job_cancel_by_operator(%s::uuid, %s, %s)", (job_id, operator, reason))
+        return Outcome(*cursor.fetchone())
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .connection import connect
+from .connection import transaction
 
 
 @dataclass(frozen=True)
@@ -25,12 +25,8 @@ class WorkerLimits:
 def record(url: str, limits: WorkerLimits) -> bool:
     """Records `limits`, as the administrator `url` names (after the migrations): the next
     heartbeat, reap and reschedule of every worker go by them. Whether they changed."""
-    conn = connect(url)
-    try:
-        with conn, conn.cursor() as cursor:
-            return write(cursor, limits)
-    finally:
-        conn.close()
+    with transaction(url) as cursor:
+        return write(cursor, limits)
 
 
 def write(cursor: Any, limits: WorkerLimits) -> bool:
