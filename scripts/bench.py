@@ -50,10 +50,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench_env import own_servers  # noqa: E402
 
 from middleware.settings import Settings  # noqa: E402
 
@@ -63,21 +64,12 @@ NAMESPACE = os.environ.get("BENCH_NAMESPACE", "jobs-bench")
 
 def _bench_env() -> dict[str, str]:
     """The environment of the benchmark: its own database and Redis namespace."""
-    settings = Settings.from_env()
-
-    def renamed(url: str) -> str:
-        parts = urlparse(url)
-        return urlunparse(parts._replace(path=parts.path.rstrip("/") + "_bench"))
-
+    servers = own_servers("_bench", NAMESPACE)
     return {
-        "DATABASE_URL": renamed(settings.database_url),
-        "WORKER_DATABASE_URL": renamed(settings.worker_database_url),
-        "ADMIN_DATABASE_URL": renamed(settings.admin_database_url),
-        "REDIS_URL": settings.redis_url,
-        "JOBS_NAMESPACE": NAMESPACE,
+        **servers,
         "BENCH_BARE_NAMESPACE": NAMESPACE + "-bare",
         # The naive prototype has no roles: it writes its own table as its owner.
-        "BENCH_NAIVE_DATABASE_URL": renamed(settings.admin_database_url),
+        "BENCH_NAIVE_DATABASE_URL": servers["ADMIN_DATABASE_URL"],
         "JOBS_LOG_FORMAT": "json",
         "JOBS_LOG_LEVEL": os.environ.get("JOBS_LOG_LEVEL", "INFO"),
     }

@@ -47,6 +47,8 @@ from urllib.parse import urlencode, urlparse, urlunparse
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_env import own_servers  # noqa: E402
+
 from middleware.settings import Settings  # noqa: E402
 
 DATABASE_SUFFIX = "_bench_api"
@@ -54,18 +56,8 @@ DATABASE_SUFFIX = "_bench_api"
 
 def _bench_env() -> dict[str, str]:
     """The environment of the benchmark: its own database and Redis namespace."""
-    settings = Settings.from_env()
-
-    def renamed(url: str) -> str:
-        parts = urlparse(url)
-        return urlunparse(parts._replace(path=parts.path.rstrip("/") + DATABASE_SUFFIX))
-
     return {
-        "DATABASE_URL": renamed(settings.database_url),
-        "WORKER_DATABASE_URL": renamed(settings.worker_database_url),
-        "ADMIN_DATABASE_URL": renamed(settings.admin_database_url),
-        "REDIS_URL": settings.redis_url,
-        "JOBS_NAMESPACE": "jobs-bench-api",
+        **own_servers(DATABASE_SUFFIX, "jobs-bench-api"),
         "JOBS_LOG_FORMAT": "json",
     }
 

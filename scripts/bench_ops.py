@@ -29,28 +29,19 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from bench_env import own_servers  # noqa: E402
+
 from middleware.settings import Settings  # noqa: E402
 
 
 def _bench_env() -> dict[str, str]:
-    settings = Settings.from_env()
-
-    def renamed(url: str) -> str:
-        parts = urlparse(url)
-        return urlunparse(parts._replace(path=parts.path.rstrip("/") + "_bench_ops"))
-
     return {
-        "DATABASE_URL": renamed(settings.database_url),
-        "WORKER_DATABASE_URL": renamed(settings.worker_database_url),
-        "ADMIN_DATABASE_URL": renamed(settings.admin_database_url),
-        "REDIS_URL": settings.redis_url,
-        "JOBS_NAMESPACE": "jobs-bench-ops",
+        **own_servers("_bench_ops", "jobs-bench-ops"),
         "JOBS_LOG_FORMAT": "json",
         "JOBS_PRUNE_S": "0",  # the benchmark prunes by hand, and times it
     }

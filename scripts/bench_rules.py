@@ -25,10 +25,11 @@ import statistics
 import time
 import uuid
 from typing import Any
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlparse
 
 import psycopg2
 from bench_cpu import load_average, process_cpu_s
+from bench_env import with_database
 from bench_naive import NAIVE_TABLE
 from psycopg2 import sql
 
@@ -75,10 +76,6 @@ TOKEN = uuid.uuid4().hex + uuid.uuid4().hex
 WARM_UP = 300
 
 
-def _renamed(url: str, name: str) -> str:
-    return urlunparse(urlparse(url)._replace(path="/" + name))
-
-
 class Scratch:
     """A scratch database, migrated, seeded, with a variant's rules taken away; dropped when the
     `with` block ends, or at once if it can't be made. Its name is the benchmark database's with
@@ -88,9 +85,9 @@ class Scratch:
         bench_database = urlparse(admin_url).path.lstrip("/")
         if not bench_database.endswith("_bench"):
             raise SystemExit(f"bench rules: {bench_database!r} is not a benchmark's database (<name>_bench)")
-        self.admin_root = _renamed(admin_url, "postgres")
+        self.admin_root = with_database(admin_url, "postgres")
         self.name = f"{bench_database}_rules_{os.getpid()}"
-        self.admin_url = _renamed(admin_url, self.name)
+        self.admin_url = with_database(admin_url, self.name)
         self.worker = self.service = None
         self.drop()
         try:
@@ -120,9 +117,9 @@ class Scratch:
         settings = Settings.from_env()
         options = "-c synchronous_commit=off"
         self.worker = self._connect(
-            _renamed(settings.worker_database_url, self.name), f"{options} -c jobs.worker_token={TOKEN}"
+            with_database(settings.worker_database_url, self.name), f"{options} -c jobs.worker_token={TOKEN}"
         )
-        self.service = self._connect(_renamed(settings.database_url, self.name), options)
+        self.service = self._connect(with_database(settings.database_url, self.name), options)
 
     def __enter__(self) -> Scratch:
         return self
