@@ -12,10 +12,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
 import pytest
 
 import db
+from db.connection import transaction
 
 
 def _server_programs() -> Path:
@@ -84,25 +84,17 @@ def new_server() -> Iterator[str]:
 def test_the_first_migration_of_a_new_server_gives_each_role_its_memberships(new_server):
     db.migrate(new_server)
 
-    conn = psycopg2.connect(new_server)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(
-                "SELECT u.rolname, r.rolname FROM pg_auth_members m"
-                " JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member"
-                " WHERE u.rolname LIKE 'jobs\\_%'"
-            )
-            memberships = set(cursor.fetchall())
-    finally:
-        conn.close()
+    with transaction(new_server) as cursor:
+        cursor.execute(
+            "SELECT u.rolname, r.rolname FROM pg_auth_members m"
+            " JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member"
+            " WHERE u.rolname LIKE 'jobs\\_%'"
+        )
+        memberships = set(cursor.fetchall())
     # Services act as the users they authenticated (db/scope.py); workers never may.
     assert memberships == {("jobs_service", "jobs_worker"), ("jobs_service", "jobs_user")}
 
-    service = psycopg2.connect(new_server.replace("postgres@", "jobs_service@"))
-    try:
-        with service.cursor() as cursor:
-            cursor.execute("SET ROLE jobs_user")
-            cursor.execute("SELECT current_user")
-            assert cursor.fetchone() == ("jobs_user",)
-    finally:
-        service.close()
+    with transaction(new_server.replace("postgres@", "jobs_service@")) as cursor:
+        cursor.execute("SET ROLE jobs_user")
+        cursor.execute("SELECT current_user")
+        assert cursor.fetchone() == ("jobs_user",)
